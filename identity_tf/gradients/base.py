@@ -1,0 +1,79 @@
+"""Shared pieces of the gradient methods: the sense convention and the config-object base class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+
+def sign(solver) -> float:
+    """``+1`` for a "max" solver, ``-1`` for a "min" solver.
+
+    With ``theta = sign * costs`` every solver is an argmax ``y(theta) = argmax <theta, y>``; the gradient
+    methods are written in that form and map back with the same sign.
+    """
+    return 1.0 if solver.sense == "max" else -1.0
+
+
+def solve(solver, costs: tf.Tensor) -> tf.Tensor:
+    """Calls the solver; the solution is returned in the costs' dtype."""
+    return tf.cast(solver(costs), costs.dtype)
+
+
+def solve_samples(solver, samples: tf.Tensor) -> tf.Tensor:
+    """Solves ``[S, B, ...]`` perturbed costs in a single batched call; returns ``[S, B, ...]``."""
+    shape = tf.shape(samples)
+    # [S, B, ...] -> [S * B, ...] (static per-instance dims kept for the solver's shape checks)
+    flat = tf.reshape(samples, tf.concat([[-1], shape[2:]], axis=0))
+    flat.set_shape(tf.TensorShape([None]).concatenate(samples.shape[2:]))
+    solutions = solve(solver, flat)
+    return tf.reshape(solutions, shape)  # [S * B, ...] -> [S, B, ...]
+
+
+def per_example_dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """``<a, b>`` over all axes after the last two leading ones: ``[S, B, ...] x [S, B, ...] -> [S, B]``."""
+    return tf.reduce_sum(a * b, axis=list(range(2, a.shape.rank)))
+
+
+class GradientMethod:
+    """Base class of the serialisable gradient-method configs (``Identity``, ``Blackbox``, ``IMLE``,
+    ``Perturbed``). Calling one, ``method(solver, costs, seed=None, training=True)``, returns the solution with
+    the method's backward pass attached."""
+
+    #: Whether the method draws random noise (the layer then owns a SeedGenerator).
+    stochastic = False
+
+    def __call__(self, solver, costs, seed=None, training=True):
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+def register(cls):
+    return keras.saving.register_keras_serializable(package="identity_tf")(cls)
+
+
+def check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"Argument `{name}` must be a positive number. Received: {name}={value!r}")
+    return float(value)
+
+
+def check_num_samples(num_samples) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"Argument `num_samples` must be a positive integer. Received: num_samples={num_samples!r}")
+    return num_samples

@@ -1,0 +1,127 @@
+"""Cost projections that leave the solver's solution unchanged (paper section 3.4).
+
+They are ordinary differentiable ops placed *before* the solver in the forward graph:
+``costs -> (+ margin noise) -> P -> solver``. Autodiff then applies ``P'(costs)^T`` to the Identity update on the
+backward pass (paper eq. 11); no gradient is projected by hand. All projections act per example over all
+non-batch axes.
+
+* ``mean``: ``P_mean(w) = w - mean(w)`` — valid when all solutions lie on a hyperplane ``<1, y> = const``.
+* ``norm``: ``P_norm(w) = w / ||w||`` — always valid (argmin is scale invariant). At ``w = 0`` the norm is
+  guarded: ``||w||`` is replaced by ``max(||w||, eps)`` (the paper's code divides by zero).
+* ``std``: ``P_std = P_norm o P_mean``.
+* ``plane(w, a)``: ``w - <a, w> a / <a, a>``, projection onto the subspace orthogonal to ``a``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+from identity_tf._utils import compute_dtype, non_batch_axes
+
+EPSILON = 1e-12
+
+NAMES = ("mean", "norm", "std")
+
+
+def mean(costs: tf.Tensor) -> tf.Tensor:
+    """Subtracts the per-example mean: ``P_mean(w) = w - <1, w> 1 / n``.
+
+    Example:
+    >>> import identity_tf as itf
+    >>> itf.projections.mean([[1.0, 2.0, 6.0]]).numpy()
+    array([[-2., -1.,  3.]], dtype=float32)
+    """
+    costs = tf.convert_to_tensor(costs)
+    return costs - tf.reduce_mean(costs, axis=non_batch_axes(costs), keepdims=True)
+
+
+def norm(costs: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
+    """Scales each example to unit Euclidean norm: ``P_norm(w) = w / max(||w||, epsilon)``.
+
+    Computed in float32 for half-precision inputs. The guard makes ``P_norm(0) = 0`` with a finite gradient.
+
+    Example:
+    >>> import identity_tf as itf
+    >>> itf.projections.norm([[3.0, 4.0]]).numpy()
+    array([[0.6, 0.8]], dtype=float32)
+    """
+    costs = tf.convert_to_tensor(costs)
+    x = tf.cast(costs, compute_dtype(costs))
+    squared = tf.reduce_sum(tf.square(x), axis=non_batch_axes(x), keepdims=True)
+    # rsqrt(max(|w|^2, eps^2)): below the guard the max picks the constant, so no NaN gradient at w = 0.
+    inverse = tf.math.rsqrt(tf.maximum(squared, tf.cast(epsilon, x.dtype) ** 2))
+    return tf.cast(x * inverse, costs.dtype)
+
+
+def std(costs: tf.Tensor, epsilon: float = EPSILON) -> tf.Tensor:
+    """Standardises each example: ``P_std = P_norm o P_mean`` (zero mean, unit norm).
+
+    Example:
+    >>> import identity_tf as itf
+    >>> itf.projections.std([[1.0, 3.0]]).numpy().round(4)
+    array([[-0.7071,  0.7071]], dtype=float32)
+    """
+    return norm(mean(costs), epsilon=epsilon)
+
+
+def plane(costs: tf.Tensor, a) -> tf.Tensor:
+    """Projects each example onto the subspace orthogonal to ``a``: ``w - <a, w> a / <a, a>`` (paper eq. 12).
+
+    Args:
+        costs: ``[B, ...]``.
+        a: Normal vector with the per-example shape of ``costs`` (``[...]``) or one per example (``[B, ...]``).
+
+    Example:
+    >>> import identity_tf as itf
+    >>> itf.projections.plane([[1.0, 2.0, 6.0]], a=[1.0, 1.0, 1.0]).numpy()
+    array([[-2., -1.,  3.]], dtype=float32)
+    """
+    costs = tf.convert_to_tensor(costs)
+    a = tf.cast(tf.convert_to_tensor(a), costs.dtype)
+    if a.shape.rank == costs.shape.rank - 1:
+        a = a[tf.newaxis]  # [...] -> [1, ...]
+    if a.shape.rank != costs.shape.rank:
+        raise ValueError(
+            f"Argument `a` must have the per-example shape of `costs` or the full shape. "
+            f"Received: a.shape={a.shape}, costs.shape={costs.shape}"
+        )
+    axes = non_batch_axes(costs)
+    a_dot_w = tf.reduce_sum(a * costs, axis=axes, keepdims=True)
+    a_dot_a = tf.reduce_sum(a * a, axis=axes, keepdims=True)
+    return costs - a_dot_w / a_dot_a * a
+
+
+_BY_NAME: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {"mean": mean, "norm": norm, "std": std}
+
+
+def get(name: str | None, solver=None) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """Returns the projection function for a name.
+
+    Args:
+        name: "mean", "norm", "std", "auto" or None (no projection, returns None).
+        solver: Needed for "auto": P_std if ``solver.on_hyperplane`` else P_norm. For "mean"/"std" a solver
+            that is not on a hyperplane is an error (the projection would change its solution).
+
+    Example:
+    >>> import identity_tf as itf
+    >>> itf.projections.get("auto", itf.solvers.TopK(k=2)).__name__
+    'std'
+    """
+    if name is None or name == "none":
+        return None
+    if name == "auto":
+        if solver is None:
+            raise ValueError("Projection 'auto' needs the solver it projects for. Received: solver=None")
+        return std if solver.on_hyperplane else norm
+    if name not in _BY_NAME:
+        raise ValueError(
+            f"Unknown projection. Expected one of {list(_BY_NAME)}, 'auto' or None. Received: name={name!r}"
+        )
+    if solver is not None and name in ("mean", "std") and not solver.on_hyperplane:
+        raise ValueError(
+            f"Projection {name!r} subtracts the mean, which changes the solution of solver {solver.name!r} "
+            f"(its solutions are not on a hyperplane <1, y> = const). Use 'norm'. Received: name={name!r}"
+        )
+    return _BY_NAME[name]
