@@ -30,11 +30,11 @@ def stateless_seed(seed) -> tf.Tensor | None:
     if isinstance(seed, keras.random.SeedGenerator):
         seed = seed.next()
     elif isinstance(seed, int):
-        seed = tf.constant([seed, 0], dtype=tf.int64)
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+        seed = tf.constant([seed, 0], dtype=tf.int32)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int32)  # TFP wants int32 seeds
     if seed.shape != (2,):
         raise ValueError(f"A stateless seed must have shape [2]. Received: seed.shape={seed.shape}")
     if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = seed + tf.stack([tf.constant(0, tf.int64), tf.cast(replica, tf.int64) * 1_000_003])
+        seed = seed + tf.stack([tf.constant(0, tf.int32), tf.cast(replica, tf.int32) * 1_000_003])
     return seed

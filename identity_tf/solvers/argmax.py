@@ -23,5 +23,5 @@ class Argmax(Solver):
     on_hyperplane = True
 
     def _solve(self, costs):
-        index = tf.argmax(costs + 0.0, axis=-1)  # + 0.0 maps -0.0 to +0.0
+        index = tf.argmax(tf.where(costs == 0, tf.zeros_like(costs), costs), axis=-1)  # every zero as +0.0
         return tf.one_hot(index, tf.shape(costs)[-1], dtype=costs.dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 from typing import Any
 
 import keras
@@ -163,7 +164,8 @@ class HostSolver(Solver):
         out_shape = tf.TensorShape([costs.shape[0]]).concatenate(self.output_shape(costs.shape[1:]))
         if tf.executing_eagerly():  # direct call: host errors surface as the ValueError they are
             return tf.convert_to_tensor(self.solve_batch(costs.numpy()))
-        solution = tf.numpy_function(self.solve_batch, [costs], costs.dtype, stateful=False, name=self.name)
+        op_name = re.sub(r"[^A-Za-z0-9_.]", "_", self.name).strip("_") or "host_solver"
+        solution = tf.numpy_function(self.solve_batch, [costs], costs.dtype, stateful=False, name=op_name)
         solution.set_shape(out_shape)
         return solution
 

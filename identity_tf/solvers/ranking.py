@@ -36,8 +36,10 @@ class Ranking(Solver):
         self.normalize = bool(normalize)
 
     def _solve(self, costs):
-        # + 0.0 maps -0.0 to +0.0 (XLA would order -0.0 before +0.0)
-        order = tf.argsort(costs + 0.0, axis=-1, direction="DESCENDING", stable=True)
+        # Ascending stable sort of -costs, with every zero as +0.0: XLA orders -0.0 before +0.0, and its
+        # descending sort does not keep ties in index order.
+        negated = tf.where(costs == 0, tf.zeros_like(costs), -costs)
+        order = tf.argsort(negated, axis=-1, stable=True)
         ranks = tf.cast(tf.argsort(order, axis=-1, stable=True) + 1, costs.dtype)
         if self.normalize:
             ranks = ranks / tf.cast(tf.shape(costs)[-1], costs.dtype)

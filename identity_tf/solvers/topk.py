@@ -43,7 +43,8 @@ class TopK(Solver):
 
     def _solve(self, costs):
         n = tf.shape(costs)[-1]
-        _, indices = tf.math.top_k(costs + 0.0, k=self.k, sorted=False)  # + 0.0 maps -0.0 to +0.0
+        canonical = tf.where(costs == 0, tf.zeros_like(costs), costs)  # every zero as +0.0
+        _, indices = tf.math.top_k(canonical, k=self.k, sorted=False)  # [..., k]
         # [..., k, n] one-hot rows summed over the k picks -> [..., n]
         return tf.reduce_sum(tf.one_hot(indices, n, dtype=costs.dtype), axis=-2)
 
