@@ -23,7 +23,12 @@ def solve(solver, costs: tf.Tensor) -> tf.Tensor:
 
 
 def solve_samples(solver, samples: tf.Tensor) -> tf.Tensor:
-    """Solves ``[S, B, ...]`` perturbed costs in a single batched call; returns ``[S, B, ...]``."""
+    """Solves ``[S, B, ...]`` perturbed costs in a single batched call; returns ``[S, B, ...]``.
+
+    The perturbed costs are first mapped into the solver's domain (``solver.project_to_domain``), as the
+    Blackbox method does: e.g. noisy shortest-path costs are clamped at 0.
+    """
+    samples = solver.project_to_domain(samples)
     shape = tf.shape(samples)
     # [S, B, ...] -> [S * B, ...] (static per-instance dims kept for the solver's shape checks)
     flat = tf.reshape(samples, tf.concat([[-1], shape[2:]], axis=0))

@@ -8,7 +8,7 @@ from identity_tf.solvers.ilp import IntegerLinearProgram
 from identity_tf.solvers.numpy_solver import NumpySolver
 from identity_tf.solvers.numpy_solver import from_numpy
 from identity_tf.solvers.ranking import Ranking
-# from identity_tf.solvers.shortest_path import ShortestPath  # TODO(helper-1) enable
+from identity_tf.solvers.shortest_path import ShortestPath
 from identity_tf.solvers.topk import TopK
 from identity_tf.solvers.tsp import TSP
 
@@ -19,7 +19,7 @@ __all__ = [
     "LinearAssignment",
     "NumpySolver",
     "Ranking",
-    # "ShortestPath",
+    "ShortestPath",
     "Solver",
     "TSP",
     "TopK",
