@@ -115,7 +115,9 @@ def main():
         scipy_paths = scipy_batch(costs, csr)
         np.testing.assert_allclose((xla_paths * costs).sum((1, 2)), (scipy_paths * costs).sum((1, 2)), rtol=1e-5)
         np.testing.assert_allclose(
-            (np.stack([python_dijkstra(c) for c in costs]) * costs).sum((1, 2)), (scipy_paths * costs).sum((1, 2)), rtol=1e-5
+            (np.stack([python_dijkstra(c) for c in costs]) * costs).sum((1, 2)),
+            (scipy_paths * costs).sum((1, 2)),
+            rtol=1e-5,
         )
         timings = {
             "xla": median_ms(lambda: xla_fn(tensor).numpy(), args.repeats),
@@ -128,7 +130,9 @@ def main():
         for method, ms in timings.items():
             speed = ms / timings["xla"]
             print(f"{method:<24}{ms:>10.2f}{speed:>13.1f}x")
-            results.append({"size": size, "batch": args.batch, "method": method, "ms_per_batch": ms, "time_vs_xla": speed})
+            results.append(
+                {"size": size, "batch": args.batch, "method": method, "ms_per_batch": ms, "time_vs_xla": speed}
+            )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"cpu_count": os.cpu_count(), "repeats": args.repeats, "results": results}, indent=2))

@@ -17,8 +17,7 @@ def _demo(args) -> int:
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
-            print(f"error: --set expects key=value with key in {sorted(fields)}. Received: {item!r}",
-                  file=sys.stderr)
+            print(f"error: --set expects key=value with key in {sorted(fields)}. Received: {item!r}", file=sys.stderr)
             return 2
         kind = type(getattr(demo.DemoConfig(), key))
         try:

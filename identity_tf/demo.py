@@ -14,7 +14,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from identity_tf import gradients, layers, losses, solvers
 

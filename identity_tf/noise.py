@@ -37,10 +37,11 @@ def margin(costs: tf.Tensor, alpha: float, seed=None) -> tf.Tensor:
     by ``E|xi| = alpha / 2``. Apply it during training only (``NoiseMarginLayer`` does).
 
     Example:
+    >>> import numpy as np
     >>> import identity_tf as itf
     >>> noisy = itf.noise.margin([[0.0, 0.0, 0.0]], alpha=0.2, seed=1)
-    >>> sorted(set(abs(noisy.numpy().round(3).ravel())))
-    [0.1]
+    >>> bool(np.allclose(abs(noisy.numpy()), 0.1))
+    True
     """
     alpha = _check_alpha(alpha)
     costs = tf.convert_to_tensor(costs)
@@ -63,8 +64,9 @@ def informed_margin(costs: tf.Tensor, y_true: tf.Tensor, alpha: float, sense: st
     costs = tf.convert_to_tensor(costs)
     y_true = tf.cast(y_true, costs.dtype)
     if y_true.shape != costs.shape and y_true.shape.is_fully_defined() and costs.shape.is_fully_defined():
-        raise ValueError(f"`y_true` must have the shape of `costs`. Received: y_true.shape={y_true.shape}, "
-                         f"costs.shape={costs.shape}")
+        raise ValueError(
+            f"`y_true` must have the shape of `costs`. Received: y_true.shape={y_true.shape}, costs.shape={costs.shape}"
+        )
     return costs + sign * 0.5 * alpha * (2.0 * y_true - 1.0)
 
 

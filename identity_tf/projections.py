@@ -14,7 +14,7 @@ non-batch axes.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

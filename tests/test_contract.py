@@ -29,16 +29,22 @@ SOLVER_CASES = {
     "topk": (lambda: itf.solvers.TopK(k=2), lambda: RNG.normal(size=(3, 5)).astype(np.float32)),
     "argmax": (lambda: itf.solvers.Argmax(), lambda: RNG.normal(size=(3, 5)).astype(np.float32)),
     "ranking": (lambda: itf.solvers.Ranking(), lambda: RNG.normal(size=(3, 5)).astype(np.float32)),
-    "shortest_path": (lambda: itf.solvers.ShortestPath(neighbourhood=8),
-                      lambda: RNG.uniform(0.1, 5, size=(3, 4, 5)).astype(np.float32)),
+    "shortest_path": (
+        lambda: itf.solvers.ShortestPath(neighbourhood=8),
+        lambda: RNG.uniform(0.1, 5, size=(3, 4, 5)).astype(np.float32),
+    ),
     "tsp_dp": (lambda: itf.solvers.TSP(method="dp"), lambda: symmetric(3, 5)),
     "tsp_cp_sat": (lambda: itf.solvers.TSP(method="cp_sat"), lambda: symmetric(3, 5)),
     "tsp_milp": (lambda: itf.solvers.TSP(method="milp"), lambda: symmetric(3, 5)),
     "assignment": (lambda: itf.solvers.LinearAssignment(), lambda: RNG.normal(size=(3, 3, 4)).astype(np.float32)),
-    "ilp": (lambda: itf.solvers.IntegerLinearProgram(A_eq=[[1, 1, 1, 1]], b_eq=[2], on_hyperplane=True),
-            lambda: RNG.normal(size=(3, 4)).astype(np.float32)),
-    "from_numpy": (lambda: itf.solvers.from_numpy(_argmin_one_hot, sense="min", on_hyperplane=True),
-                   lambda: RNG.normal(size=(3, 5)).astype(np.float32)),
+    "ilp": (
+        lambda: itf.solvers.IntegerLinearProgram(A_eq=[[1, 1, 1, 1]], b_eq=[2], on_hyperplane=True),
+        lambda: RNG.normal(size=(3, 4)).astype(np.float32),
+    ),
+    "from_numpy": (
+        lambda: itf.solvers.from_numpy(_argmin_one_hot, sense="min", on_hyperplane=True),
+        lambda: RNG.normal(size=(3, 5)).astype(np.float32),
+    ),
 }
 
 GRADIENTS = {

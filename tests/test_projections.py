@@ -14,16 +14,22 @@ def test_mean_norm_std_formulas():
     flat = COSTS.reshape(5, -1).astype(np.float64)
     centred = flat - flat.mean(1, keepdims=True)
     np.testing.assert_allclose(itf.projections.mean(COSTS).numpy().reshape(5, -1), centred, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(itf.projections.norm(COSTS).numpy().reshape(5, -1),
-                               flat / np.linalg.norm(flat, axis=1, keepdims=True), rtol=1e-5)
-    np.testing.assert_allclose(itf.projections.std(COSTS).numpy().reshape(5, -1),
-                               centred / np.linalg.norm(centred, axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        itf.projections.norm(COSTS).numpy().reshape(5, -1),
+        flat / np.linalg.norm(flat, axis=1, keepdims=True),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        itf.projections.std(COSTS).numpy().reshape(5, -1),
+        centred / np.linalg.norm(centred, axis=1, keepdims=True),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_plane_with_ones_is_mean_and_is_idempotent():
     a = np.ones((3, 4), np.float32)
-    np.testing.assert_allclose(itf.projections.plane(COSTS, a).numpy(), itf.projections.mean(COSTS).numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(itf.projections.plane(COSTS, a).numpy(), itf.projections.mean(COSTS).numpy(), atol=1e-6)
     a = RNG.normal(size=(3, 4)).astype(np.float32)
     once = itf.projections.plane(COSTS, a)
     np.testing.assert_allclose(itf.projections.plane(once, a).numpy(), once.numpy(), atol=1e-5)

@@ -6,8 +6,19 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "identity_tf"
-LEVELS = ["solvers", "projections", "noise", "gradients", "layers", "losses", "metrics", "datasets", "tasks",
-          "train", "cli"]
+LEVELS = [
+    "solvers",
+    "projections",
+    "noise",
+    "gradients",
+    "layers",
+    "losses",
+    "metrics",
+    "datasets",
+    "tasks",
+    "train",
+    "cli",
+]
 FORBIDDEN = {
     "solvers": {"gradients", "layers", "tasks", "datasets", "train", "cli", "projections", "noise", "losses"},
     "projections": {"gradients", "layers", "tasks", "datasets", "train", "cli"},

@@ -28,8 +28,9 @@ def _draw(costs, num_samples, noise, seed):
     return z, grad_nu
 
 
-def perturbed(solver, costs: tf.Tensor, sigma: float = 0.1, num_samples: int = 10, noise: str = "normal",
-              seed=None) -> tf.Tensor:
+def perturbed(
+    solver, costs: tf.Tensor, sigma: float = 0.1, num_samples: int = 10, noise: str = "normal", seed=None
+) -> tf.Tensor:
     """The perturbed optimizer ``y_sigma(theta) = E[y(theta + sigma Z)]`` and its Monte-Carlo Jacobian.
 
     In the argmax form (``theta = costs`` for "max" solvers, ``-costs`` for "min"): the forward pass returns the
@@ -72,8 +73,15 @@ def perturbed(solver, costs: tf.Tensor, sigma: float = 0.1, num_samples: int = 1
     return forward(costs)
 
 
-def fenchel_young_loss(solver, costs: tf.Tensor, y_true: tf.Tensor, sigma: float = 0.1, num_samples: int = 10,
-                       noise: str = "normal", seed=None) -> tf.Tensor:
+def fenchel_young_loss(
+    solver,
+    costs: tf.Tensor,
+    y_true: tf.Tensor,
+    sigma: float = 0.1,
+    num_samples: int = 10,
+    noise: str = "normal",
+    seed=None,
+) -> tf.Tensor:
     """Perturbed Fenchel-Young loss per example, ``[B]`` (Berthet et al., 2020, eq. 6).
 
     In the argmax form, ``L(theta; y) = E[max_y' <theta + sigma Z, y'>] - <theta, y>`` (up to a constant in
@@ -124,8 +132,9 @@ class Perturbed(GradientMethod):
 
     stochastic = True
 
-    def __init__(self, sigma: float = 0.1, num_samples: int = 10, noise: str = "normal",
-                 sample_at_inference: bool = False):
+    def __init__(
+        self, sigma: float = 0.1, num_samples: int = 10, noise: str = "normal", sample_at_inference: bool = False
+    ):
         self.sigma = check_positive("sigma", sigma)
         self.num_samples = check_num_samples(num_samples)
         if noise not in NOISES:
@@ -136,9 +145,12 @@ class Perturbed(GradientMethod):
     def __call__(self, solver, costs, seed=None, training=True):
         if not training and not self.sample_at_inference:
             return solver(costs)
-        return perturbed(solver, costs, sigma=self.sigma, num_samples=self.num_samples, noise=self.noise,
-                         seed=seed)
+        return perturbed(solver, costs, sigma=self.sigma, num_samples=self.num_samples, noise=self.noise, seed=seed)
 
     def get_config(self):
-        return {"sigma": self.sigma, "num_samples": self.num_samples, "noise": self.noise,
-                "sample_at_inference": self.sample_at_inference}
+        return {
+            "sigma": self.sigma,
+            "num_samples": self.num_samples,
+            "noise": self.noise,
+            "sample_at_inference": self.sample_at_inference,
+        }

@@ -25,9 +25,10 @@ class NoiseMarginLayer(keras.layers.Layer):
         training: Noise is added only when True.
 
     Example:
+    >>> import numpy as np
     >>> import identity_tf as itf
     >>> layer = itf.layers.NoiseMarginLayer(alpha=0.2, seed=0)
-    >>> layer([[1.0, 1.0]], training=False).numpy()
+    >>> layer(np.ones((1, 2), "float32"), training=False).numpy()
     array([[1., 1.]], dtype=float32)
     """
 
@@ -39,7 +40,10 @@ class NoiseMarginLayer(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         # A variable so that changing alpha between epochs does not need a retrace.
         self._alpha = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(self.alpha), trainable=False, dtype="float32",
+            shape=(),
+            initializer=keras.initializers.Constant(self.alpha),
+            trainable=False,
+            dtype="float32",
             name="alpha",
         )
 

@@ -24,8 +24,9 @@ class ProjectionLayer(keras.layers.Layer):
     Input shape: ``[B, ...]``. Output shape: the same.
 
     Example:
+    >>> import numpy as np
     >>> import identity_tf as itf
-    >>> itf.layers.ProjectionLayer("mean")([[1.0, 2.0, 6.0]]).numpy()
+    >>> itf.layers.ProjectionLayer("mean")(np.array([[1.0, 2.0, 6.0]], "float32")).numpy()
     array([[-2., -1.,  3.]], dtype=float32)
     """
 

@@ -39,9 +39,10 @@ class SolverLayer(keras.layers.Layer):
     Input shape: the solver's input shape. Output shape: the solver's output shape.
 
     Example:
+    >>> import numpy as np
     >>> import identity_tf as itf
     >>> layer = itf.layers.SolverLayer(itf.solvers.TopK(k=1), gradient="identity")
-    >>> layer([[0.2, 0.9, 0.1]]).numpy()
+    >>> layer(np.array([[0.2, 0.9, 0.1]], "float32")).numpy()
     array([[0., 1., 0.]], dtype=float32)
     """
 

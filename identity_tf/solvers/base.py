@@ -5,7 +5,8 @@ methods in :mod:`identity_tf.gradients` wrap a solver. Two families exist:
 
 * :class:`Solver` subclasses implement ``_solve`` in pure TensorFlow (``xla = True``).
 * :class:`HostSolver` subclasses implement ``solve_one`` in numpy on the host; the batch is solved in a thread
-  pool (OR-Tools CP-SAT, HiGHS and scipy release the GIL) behind ``tf.numpy_function``.
+  pool behind ``tf.numpy_function`` (OR-Tools CP-SAT and scipy's ``linear_sum_assignment`` release the GIL and
+  scale with threads; scipy's HiGHS wrapper was measured to hold it).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class Solver:
         return {"validate_args": self.validate_args, "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Solver":
+    def from_config(cls, config: dict[str, Any]) -> Solver:
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -122,7 +123,9 @@ class HostSolver(Solver):
     def __init__(self, num_workers: int | None = None, validate_args: bool = True, name: str | None = None):
         super().__init__(validate_args=validate_args, name=name)
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
-            raise ValueError(f"Argument `num_workers` must be a positive integer or None. Received: num_workers={num_workers!r}")
+            raise ValueError(
+                f"Argument `num_workers` must be a positive integer or None. Received: num_workers={num_workers!r}"
+            )
         self.num_workers = num_workers
 
     def solve_one(self, costs: np.ndarray) -> np.ndarray:
@@ -144,9 +147,7 @@ class HostSolver(Solver):
         if self.validate_args:
             if not np.all(np.isfinite(batch)):
                 bad = int(np.argwhere(~np.isfinite(batch).reshape(len(batch), -1).all(axis=1))[0, 0])
-                raise ValueError(
-                    f"Solver {self.name!r} received non-finite `costs` (NaN or inf) in instance {bad}."
-                )
+                raise ValueError(f"Solver {self.name!r} received non-finite `costs` (NaN or inf) in instance {bad}.")
             for instance in batch:
                 self.check_instance(instance)
         workers = self.num_workers or os.cpu_count() or 1

@@ -81,7 +81,9 @@ class IntegerLinearProgram(HostSolver):
         widths = {a.shape[1] for a in (self.A_ub, self.A_eq) if a is not None}
         widths |= {b.shape[0] for b in self.bounds if isinstance(b, np.ndarray)}
         if len(widths) > 1:
-            raise ValueError(f"Constraint matrices and bounds disagree on the number of variables. Received: {sorted(widths)}")
+            raise ValueError(
+                f"Constraint matrices and bounds disagree on the number of variables. Received: {sorted(widths)}"
+            )
         self.num_variables = widths.pop() if widths else None
         self.on_hyperplane = bool(on_hyperplane)
         self.time_limit = time_limit

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -33,7 +34,9 @@ class NumpySolver(HostSolver):
             fn = keras.saving.deserialize_keras_object(fn)
         if not callable(fn):
             raise TypeError(f"Argument `fn` must be callable. Received: fn={fn!r}")
-        super().__init__(num_workers=num_workers, validate_args=validate_args, name=name or getattr(fn, "__name__", None))
+        super().__init__(
+            num_workers=num_workers, validate_args=validate_args, name=name or getattr(fn, "__name__", None)
+        )
         self.fn = fn
         self.sense = check_sense(sense)
         self.on_hyperplane = bool(on_hyperplane)
@@ -91,5 +94,6 @@ def from_numpy(
     >>> cheapest([[3.0, 1.0, 2.0]]).numpy()
     array([[0., 1., 0.]], dtype=float32)
     """
-    return NumpySolver(fn, sense=sense, output_shape=output_shape, on_hyperplane=on_hyperplane, name=name,
-                       num_workers=num_workers)
+    return NumpySolver(
+        fn, sense=sense, output_shape=output_shape, on_hyperplane=on_hyperplane, name=name, num_workers=num_workers
+    )

@@ -114,7 +114,9 @@ class ShortestPath(Solver):
         h, w = shape[1], shape[2]
         padded = tf.pad(x, [[0, 0], [1, 1], [1, 1]], constant_values=fill)  # [B, H + 2, W + 2]
         # each slice [B, H, W]; stacked -> [K, B, H, W]
-        return tf.stack([padded[:, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w] for di, dj in _NEIGHBOURS[self.neighbourhood]])
+        return tf.stack(
+            [padded[:, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w] for di, dj in _NEIGHBOURS[self.neighbourhood]]
+        )
 
     def _neighbour_min(self, x):
         """Minimum of ``x`` over the neighbours of every cell, ``[B, H, W]`` (+inf outside the grid).

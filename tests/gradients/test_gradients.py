@@ -93,8 +93,11 @@ def test_imle_formula_with_fixed_noise(num_samples):
     noise = itf.noise.SumOfGamma(k=2, tau=1.0, s=5)
     seed = tf.constant([3, 4], tf.int64)
     lam = 10.0
-    y, grad = grad_of(lambda c: itf.gradients.imle(solver, c, lam=lam, noise=noise, num_samples=num_samples,
-                                                   seed=seed), COSTS, UPSTREAM)
+    y, grad = grad_of(
+        lambda c: itf.gradients.imle(solver, c, lam=lam, noise=noise, num_samples=num_samples, seed=seed),
+        COSTS,
+        UPSTREAM,
+    )
     eps = noise.sample([num_samples, *COSTS.shape], seed=seed).numpy()
     samples = np.stack([solver(COSTS + e).numpy() for e in eps])
     targets = np.stack([solver(COSTS - lam * UPSTREAM + e).numpy() for e in eps])
@@ -119,8 +122,11 @@ def test_perturbed_formula(noise):
     solver = itf.solvers.Argmax()
     seed = tf.constant([7, 8], tf.int64)
     sigma, num_samples = 0.5, 5
-    y, grad = grad_of(lambda c: itf.gradients.perturbed(solver, c, sigma=sigma, num_samples=num_samples,
-                                                        noise=noise, seed=seed), COSTS, UPSTREAM)
+    y, grad = grad_of(
+        lambda c: itf.gradients.perturbed(solver, c, sigma=sigma, num_samples=num_samples, noise=noise, seed=seed),
+        COSTS,
+        UPSTREAM,
+    )
     shape = [num_samples, *COSTS.shape]
     if noise == "normal":
         z = itf.noise.Normal().sample(shape, seed=seed).numpy()
@@ -200,10 +206,14 @@ def test_bad_hyperparameters(make, message):
 
 @pytest.mark.parametrize(
     "method",
-    [itf.gradients.Identity(), itf.gradients.Blackbox(lam=3.0),
-     itf.gradients.IMLE(lam=2.0, noise=itf.noise.SumOfGamma(k=3, tau=2.0, s=4, variant="dvae_notebook"),
-                        num_samples=2),
-     itf.gradients.Perturbed(sigma=0.2, num_samples=3, noise="gumbel")],
+    [
+        itf.gradients.Identity(),
+        itf.gradients.Blackbox(lam=3.0),
+        itf.gradients.IMLE(
+            lam=2.0, noise=itf.noise.SumOfGamma(k=3, tau=2.0, s=4, variant="dvae_notebook"), num_samples=2
+        ),
+        itf.gradients.Perturbed(sigma=0.2, num_samples=3, noise="gumbel"),
+    ],
 )
 def test_gradient_config_round_trip(method):
     import keras

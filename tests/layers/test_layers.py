@@ -93,8 +93,9 @@ def test_fit_under_xla_with_pure_tf_solver():
 def test_sequential_and_subclassed_models():
     x, y = topk_data()
     solver = itf.solvers.TopK(k=2)
-    sequential = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6), itf.layers.ProjectionLayer("std"),
-                                   itf.layers.SolverLayer(solver)])
+    sequential = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(6), itf.layers.ProjectionLayer("std"), itf.layers.SolverLayer(solver)]
+    )
     sequential.compile("adam", itf.losses.HammingLoss())
     sequential.fit(x, y, epochs=1, verbose=0)
 

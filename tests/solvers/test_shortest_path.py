@@ -129,7 +129,9 @@ def test_float16_and_float64_same_path():
 
 def test_negative_zero_is_canonicalised():
     costs = -np.zeros([1, 3, 3], np.float32)
-    np.testing.assert_array_equal(ShortestPath()(costs).numpy(), ShortestPath()(np.zeros([1, 3, 3], np.float32)).numpy())
+    np.testing.assert_array_equal(
+        ShortestPath()(costs).numpy(), ShortestPath()(np.zeros([1, 3, 3], np.float32)).numpy()
+    )
 
 
 def test_bad_values():

@@ -118,10 +118,13 @@ def test_integer_linear_program_general_integers_match_scipy():
     costs = np.array([[-1.0, -2.0, 0.5], [-3.0, -1.0, -1.0]], np.float32)
     y = solver(costs).numpy()
     for c, yi in zip(costs, y):
-        ref = scipy.optimize.milp(c.astype(float), integrality=np.ones(3), bounds=scipy.optimize.Bounds(0, 5),
-                                  constraints=scipy.optimize.LinearConstraint([[1, 1, 1], [2, 1, 0]], -np.inf,
-                                                                               [7.5, 6]),
-                                  options={"mip_rel_gap": 0})
+        ref = scipy.optimize.milp(
+            c.astype(float),
+            integrality=np.ones(3),
+            bounds=scipy.optimize.Bounds(0, 5),
+            constraints=scipy.optimize.LinearConstraint([[1, 1, 1], [2, 1, 0]], -np.inf, [7.5, 6]),
+            options={"mip_rel_gap": 0},
+        )
         np.testing.assert_allclose((c * yi).sum(), ref.fun, rtol=1e-6)
         assert np.all(yi == np.round(yi))
 

@@ -1,0 +1,191 @@
+"""Travelling salesman (symmetric TSP): exact tours by Held-Karp DP (pure TF), CP-SAT or MILP (host)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from identity_tf.solvers import _held_karp, _tsp_host
+from identity_tf.solvers.base import HostSolver, assert_finite, register
+
+METHODS = ("auto", "dp", "cp_sat", "milp")
+#: Largest number of cities for which ``method="auto"`` uses the DP.
+AUTO_DP_MAX_CITIES = 12
+#: Relative tolerance of the symmetry check: ``|d[i, j] - d[j, i]| <= SYMMETRY_RTOL * max|d|`` per instance.
+SYMMETRY_RTOL = 1e-5
+
+
+@register
+class TSP(HostSolver):
+    """Symmetric travelling salesman: adjacency matrix ``A`` of a shortest tour, ``argmin_A <costs, A>``.
+
+    ``A`` is the symmetric 0/1 matrix of the tour's edges (every city has exactly two), so
+    ``<costs, A> = 2 * tour length`` and every solution has ``<1, A> = 2k`` (on a hyperplane). For ``k = 3``
+    the only tour is the triangle. All methods are exact; ties between optimal tours are broken by each
+    method's own rule, so different methods may return different optimal tours.
+
+    Methods:
+        * ``"dp"``: Held-Karp dynamic programming in pure TensorFlow, batched over instances, XLA-compilable
+          (``xla = True``). Time and memory grow as ``k^2 2^k``: up to ``k ~ 13`` (``k > 15`` is refused).
+        * ``"cp_sat"``: OR-Tools CP-SAT with the circuit constraint, one search worker per instance and
+          ``num_workers`` instances in parallel. CP-SAT needs integer weights: distances are scaled so that the
+          largest ``|d[i, j]|`` becomes ``1e6`` and rounded, so the tour is optimal up to ``k * 1e-6 * max|d|``.
+        * ``"milp"``: HiGHS (``scipy.optimize.milp``) on the edge formulation with degree-2 constraints and
+          iterative subtour-elimination cuts, ``mip_rel_gap = 0``. scipy's HiGHS wrapper holds the GIL, so
+          ``num_workers`` does not speed it up; prefer ``"cp_sat"`` for throughput.
+        * ``"auto"`` (default): resolved per call on the static number of cities: ``"dp"`` for
+          ``k <= 12``, else ``"cp_sat"``. ``xla`` is True for ``"auto"``, but with ``k > 12`` it runs on the
+          host and does not compile under ``jit_compile=True``: layers that need XLA at that size must pick
+          a method explicitly (and none of the host methods compiles).
+
+    The host methods run behind ``tf.numpy_function`` (graph mode) in a thread pool of ``num_workers`` threads.
+
+    Args:
+        method: One of ``"auto"``, ``"dp"``, ``"cp_sat"``, ``"milp"``.
+        num_workers: Threads over the batch for the host methods (default: the number of CPU cores).
+        time_limit: Seconds per instance for the host methods (default: none). CP-SAT then returns the best
+            tour found; MILP raises if the subtours are not eliminated in time. Ignored by ``"dp"``.
+        validate_args: Check at run time that costs are finite and symmetric (relative tolerance 1e-5).
+        name: Name of the solver.
+
+    Input shape: ``[B, k, k]`` symmetric distance matrices, ``k >= 3``, finite; the diagonal is ignored.
+    Output shape: ``[B, k, k]``, the symmetric 0/1 tour adjacency in the costs' dtype.
+
+    Example:
+    >>> import identity_tf as itf
+    >>> square = [[[0., 1., 1.4, 1.], [1., 0., 1., 1.4], [1.4, 1., 0., 1.], [1., 1.4, 1., 0.]]]
+    >>> itf.solvers.TSP(method="dp")(square).numpy()
+    array([[[0., 1., 0., 1.],
+            [1., 0., 1., 0.],
+            [0., 1., 0., 1.],
+            [1., 0., 1., 0.]]], dtype=float32)
+    """
+
+    sense = "min"
+    on_hyperplane = True
+    min_rank = 3
+
+    def __init__(
+        self,
+        method: str = "auto",
+        num_workers: int | None = None,
+        time_limit: float | None = None,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
+        super().__init__(num_workers=num_workers, validate_args=validate_args, name=name)
+        if method not in METHODS:
+            raise ValueError(f"Argument `method` must be one of {METHODS}. Received: method={method!r}")
+        if time_limit is not None and (
+            isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0
+        ):
+            raise ValueError(
+                f"Argument `time_limit` must be a positive number or None. Received: time_limit={time_limit!r}"
+            )
+        self.method = method
+        self.time_limit = time_limit
+
+    @property
+    def xla(self) -> bool:
+        """True for ``"dp"`` and ``"auto"`` (see the class docstring for ``"auto"`` with ``k > 12``)."""
+        return self.method in ("dp", "auto")
+
+    def resolve_method(self, k: int | None) -> str:
+        """The method used for ``k`` cities (``None``: unknown at trace time): resolves ``"auto"``."""
+        if self.method != "auto":
+            return self.method
+        return "dp" if k is not None and k <= AUTO_DP_MAX_CITIES else "cp_sat"
+
+    # ------------------------------------------------------------------------------------------ checks
+    def check_shape(self, shape):
+        super().check_shape(shape)
+        if shape.rank != 3 or (shape[1] is not None and shape[2] is not None and shape[1] != shape[2]):
+            raise ValueError(
+                f"Solver {self.name!r} expects `costs` of shape [B, k, k] (square distance matrices). "
+                f"Received: costs.shape={shape}"
+            )
+        k = _num_cities(shape)
+        if k is not None and k < 3:
+            raise ValueError(f"Solver {self.name!r} needs k >= 3 cities. Received: costs.shape={shape}")
+        if self.resolve_method(k) == "dp":
+            if k is None:
+                raise ValueError(
+                    f"Solver {self.name!r} with method='dp' needs a static number of cities k. "
+                    f"Received: costs.shape={shape}"
+                )
+            if k > _held_karp.MAX_CITIES:
+                raise ValueError(
+                    f"Solver {self.name!r}: method='dp' (Held-Karp, time and memory ~ k^2 2^k) supports at most "
+                    f"{_held_karp.MAX_CITIES} cities; use method='cp_sat' or method='milp'. Received: k={k}"
+                )
+
+    def check_values(self, costs):
+        if self.resolve_method(_num_cities(costs.shape)) != "dp":
+            return costs  # checked on the host, per instance, in `solve_batch`
+        costs = assert_finite(costs, f"Solver {self.name!r} received non-finite `costs` (NaN or inf).")
+        # per instance: |d - d^T| <= rtol * max|d|  ([B, k, k] vs [B, 1, 1])
+        scale = tf.reduce_max(tf.abs(costs), axis=[1, 2], keepdims=True)
+        symmetric = tf.reduce_all(tf.abs(costs - tf.transpose(costs, [0, 2, 1])) <= SYMMETRY_RTOL * scale)
+        message = f"Solver {self.name!r} expects symmetric `costs` (relative tolerance {SYMMETRY_RTOL})."
+        if tf.executing_eagerly():
+            if not bool(symmetric):
+                raise ValueError(message)
+            return costs
+        with tf.control_dependencies([tf.debugging.Assert(symmetric, [message])]):
+            return tf.identity(costs)
+
+    def check_instance(self, costs: np.ndarray, index: int | None = None) -> None:
+        """Host-side check of one ``[k, k]`` instance: finite and symmetric (``ValueError`` otherwise)."""
+        where = "" if index is None else f" in instance {index}"
+        if not np.all(np.isfinite(costs)):
+            raise ValueError(f"Solver {self.name!r} received non-finite `costs` (NaN or inf){where}.")
+        asymmetry = np.abs(costs - costs.T)
+        if np.any(asymmetry > SYMMETRY_RTOL * np.max(np.abs(costs))):
+            i, j = np.unravel_index(int(np.argmax(asymmetry)), asymmetry.shape)
+            raise ValueError(
+                f"Solver {self.name!r} expects symmetric `costs` (relative tolerance {SYMMETRY_RTOL}){where}. "
+                f"Received: costs[{i}, {j}]={costs[i, j]!r}, costs[{j}, {i}]={costs[j, i]!r}"
+            )
+
+    # ------------------------------------------------------------------------------------------- solve
+    def _solve(self, costs):
+        k = _num_cities(costs.shape)
+        if self.resolve_method(k) == "dp":
+            costs = tf.reshape(costs, [-1, k, k])  # makes both city axes static when only one of them was
+            return _held_karp.adjacency(costs + 0.0)  # + 0.0 maps -0.0 to +0.0
+        return super()._solve(costs)  # host: thread pool behind tf.numpy_function
+
+    def solve_batch(self, costs: np.ndarray) -> np.ndarray:
+        """Solves a numpy batch ``[B, k, k]``; returns ``[B, k, k]`` in the input's dtype (any method)."""
+        costs = np.asarray(costs)
+        if costs.ndim != 3:
+            raise ValueError(
+                f"Solver {self.name!r} expects `costs` of shape [B, k, k]. Received: costs.shape={costs.shape}"
+            )
+        if self.resolve_method(costs.shape[-1]) == "dp":
+            return self(tf.convert_to_tensor(costs)).numpy()
+        if self.validate_args:  # first pass names the failing instance; the base class repeats it per instance
+            for index, instance in enumerate(costs.astype(np.float64)):
+                self.check_instance(instance, index)
+        return super().solve_batch(costs)
+
+    def solve_one(self, costs: np.ndarray) -> np.ndarray:
+        if self.resolve_method(costs.shape[-1]) == "milp":
+            return _tsp_host.milp_tour(costs, self.time_limit)
+        return _tsp_host.cp_sat_tour(costs, self.time_limit)
+
+    def output_shape(self, instance_shape):
+        return instance_shape
+
+    def project_to_domain(self, costs):
+        """Symmetrises ``0.5 * (costs + costs^T)``: exact, since ``<costs, A>`` only sees the symmetric part."""
+        return 0.5 * (costs + tf.linalg.matrix_transpose(costs))  # any leading axes ([B] or [S, B])
+
+    # ----------------------------------------------------------------------------------- serialisation
+    def get_config(self):
+        return {**super().get_config(), "method": self.method, "time_limit": self.time_limit}
+
+
+def _num_cities(shape: tf.TensorShape) -> int | None:
+    """Static ``k`` of a ``[B, k, k]`` shape (from whichever city axis is known), or None."""
+    return shape[1] if shape[1] is not None else shape[2]
