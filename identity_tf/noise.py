@@ -27,7 +27,8 @@ def _uniform(shape, dtype, seed) -> tf.Tensor:
     seed = stateless_seed(seed)
     if seed is None:
         return tf.random.uniform(shape, dtype=dtype)
-    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype)
+    # Philox explicitly: "auto_select" is ~100x slower under XLA on CPU (measured: 105 ms vs 1 ms for 400k draws)
+    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="philox")
 
 
 def margin(costs: tf.Tensor, alpha: float, seed=None) -> tf.Tensor:
@@ -170,7 +171,7 @@ class Normal:
 
     def sample(self, shape, seed=None, dtype=tf.float32) -> tf.Tensor:
         seed = stateless_seed(seed)
-        z = tf.random.normal(shape) if seed is None else tf.random.stateless_normal(shape, seed=seed)
+        z = tf.random.normal(shape) if seed is None else tf.random.stateless_normal(shape, seed=seed, alg="philox")
         return tf.cast(self.scale * z, dtype)
 
     def get_config(self):

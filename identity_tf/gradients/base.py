@@ -67,6 +67,9 @@ class GradientMethod:
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
 
+    def __hash__(self):
+        return hash(repr(self))
+
 
 def register(cls):
     return keras.saving.register_keras_serializable(package="identity_tf")(cls)
