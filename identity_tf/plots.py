@@ -1,0 +1,96 @@
+"""Plots of a run: learning curves, predicted vs true tours on a map of the globe, predicted vs true paths."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def learning_curves(history_csv, out_png) -> pathlib.Path:
+    """One panel per metric (training and validation) from a Keras ``CSVLogger`` file."""
+    with open(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"No epochs logged in {history_csv}")
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    names = [k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.plot(epochs, [float(r[name]) for r in rows], label="train")
+        if f"val_{name}" in rows[0]:
+            ax.plot(epochs, [float(r[f"val_{name}"]) for r in rows], label="validation")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(out_png)
+
+
+def _edges(adjacency):
+    i, j = np.nonzero(np.triu(np.asarray(adjacency) > 0.5, 1))
+    return list(zip(i.tolist(), j.tolist()))
+
+
+def globe_tours(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
+    """True (green) vs predicted (red, dashed) tours over the capitals, equirectangular longitude/latitude map."""
+    indices, tours = data.test_indices[:num_examples], data.test_tours[:num_examples]
+    flags = data.flags[indices].astype(np.float32) / 255.0  # [n, k, 20, 40, 3]
+    predicted = model.predict(flags, verbose=0)
+    fig, axes = plt.subplots(1, len(indices), figsize=(4.5 * len(indices), 2.8), squeeze=False)
+    for ax, example, true, pred in zip(axes[0], indices, tours, predicted):
+        lon, lat = data.gps[example, 0], data.gps[example, 1]
+        for i, j in _edges(true):
+            ax.plot([lon[i], lon[j]], [lat[i], lat[j]], color="tab:green", lw=3, alpha=0.6)
+        for i, j in _edges(pred):
+            ax.plot([lon[i], lon[j]], [lat[i], lat[j]], color="tab:red", lw=1.5, ls="--")
+        ax.scatter(lon, lat, color="black", zorder=3, s=12)
+        for n, c in enumerate(example):
+            ax.annotate(str(data.names[c])[:12], (lon[n], lat[n]), fontsize=6)
+        correct = np.array_equal(np.round(pred), true)
+        ax.set_title("correct tour" if correct else "wrong tour", fontsize=9)
+        ax.set_xlim(-180, 180)
+        ax.set_ylim(-90, 90)
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Globe TSP: true tour (green) vs predicted (red, dashed); distances are great-circle", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(out_png)
+
+
+def warcraft_paths(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
+    """Test maps with the true path (green) and the predicted path (red)."""
+    from identity_tf.datasets import warcraft as data_lib
+
+    batch = next(iter(data_lib.make_dataset(data, "test", batch_size=num_examples)))
+    predicted = model.predict(batch[0], verbose=0)
+    test = data["test"]
+    fig, axes = plt.subplots(1, len(predicted), figsize=(3.2 * len(predicted), 3.4), squeeze=False)
+    for n, ax in enumerate(axes[0]):
+        image = test.maps[n]
+        k = test.shortest_paths.shape[-1]
+        cell = image.shape[0] / k
+        ax.imshow(image)
+        for path, color, size in ((test.shortest_paths[n], "tab:green", 40), (predicted[n], "tab:red", 12)):
+            rows, cols = np.nonzero(np.asarray(path) > 0.5)
+            ax.scatter((cols + 0.5) * cell, (rows + 0.5) * cell, s=size, color=color, alpha=0.8)
+        weights = test.vertex_weights[n]
+        ratio = float((weights * predicted[n]).sum() / (weights * test.shortest_paths[n]).sum())
+        ax.set_title(f"cost ratio {100 * ratio:.1f}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle("Warcraft: true path (green) vs predicted (red)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(out_png)

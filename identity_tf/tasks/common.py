@@ -1,0 +1,107 @@
+"""Pieces shared by the paper's task models: the solver block, gradient noise, and method settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from identity_tf import gradients, layers
+from identity_tf._utils import stateless_seed
+
+GRADIENTS = ("identity", "blackbox", "imle", "perturbed")
+PROJECTIONS = ("none", "mean", "norm", "std", "auto")
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """How the solver is differentiated (one row of a paper table).
+
+    Attributes:
+        gradient: "identity", "blackbox", "imle" or "perturbed".
+        lam: lambda of BB / I-MLE.
+        projection: "none", "mean", "norm", "std" or "auto" (applied before the solver).
+        alpha: Noise-induced margin alpha (0 = off).
+        noise_epochs: Epochs during which the margin noise is on; None = the whole training.
+        gradient_noise: sigma of Gaussian noise added to dl/dy (the paper's robustness study); 0 = off.
+    """
+
+    gradient: str = "identity"
+    lam: float = 20.0
+    projection: str = "auto"
+    alpha: float = 0.0
+    noise_epochs: int | None = None
+    gradient_noise: float = 0.0
+
+    def __post_init__(self):
+        if self.gradient not in GRADIENTS:
+            raise ValueError(f"`method.gradient` must be one of {GRADIENTS}. Received: gradient={self.gradient!r}")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(
+                f"`method.projection` must be one of {PROJECTIONS}. Received: projection={self.projection!r}"
+            )
+        if self.alpha < 0 or self.gradient_noise < 0 or self.lam <= 0:
+            raise ValueError(
+                "`method.alpha` and `method.gradient_noise` must be >= 0 and `method.lam` > 0. "
+                f"Received: alpha={self.alpha}, gradient_noise={self.gradient_noise}, lam={self.lam}"
+            )
+
+    def gradient_object(self) -> gradients.GradientMethod:
+        if self.gradient == "blackbox":
+            return gradients.Blackbox(lam=self.lam)
+        if self.gradient == "imle":
+            return gradients.IMLE(lam=self.lam)
+        return gradients.get(self.gradient)
+
+
+@keras.saving.register_keras_serializable(package="identity_tf")
+class GradientNoiseLayer(keras.layers.Layer):
+    """Identity on the forward pass; adds ``N(0, sigma^2)`` to the incoming gradient when training.
+
+    Simulates further learnable layers after the solver (paper section 4.4, "corrupting gradients").
+    """
+
+    def __init__(self, sigma: float, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not sigma >= 0:
+            raise ValueError(f"Argument `sigma` must be >= 0. Received: sigma={sigma!r}")
+        self.sigma = float(sigma)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.sigma == 0:
+            return inputs
+        noise = tf.random.stateless_normal(
+            tf.shape(inputs), seed=stateless_seed(self.seed_generator), dtype=inputs.dtype, alg="philox"
+        )
+        sigma = self.sigma
+
+        @tf.custom_gradient
+        def forward(x):
+            return tf.identity(x), lambda upstream: upstream + sigma * noise
+
+        return forward(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma, "seed": self.seed}
+
+
+def solver_block(solver, method: MethodConfig, seed: int, symmetric_noise: bool = False):
+    """The layers ``[noise] -> [projection] -> solver -> [gradient noise]`` for a method config."""
+    blocks = []
+    if method.alpha > 0:
+        blocks.append(layers.NoiseMarginLayer(method.alpha, seed=seed, symmetric=symmetric_noise, name="margin"))
+    projection = None if method.projection == "none" else method.projection
+    if method.projection == "auto" and method.gradient != "identity":
+        projection = None  # "auto" means: the projection Identity needs; the baselines run unprojected
+    if projection is not None:
+        blocks.append(layers.ProjectionLayer(projection, solver=solver, name="projection"))
+    blocks.append(layers.SolverLayer(solver, gradient=method.gradient_object(), seed=seed + 1, name="solver"))
+    if method.gradient_noise > 0:
+        blocks.append(GradientNoiseLayer(method.gradient_noise, seed=seed + 2, name="gradient_noise"))
+    return blocks

@@ -1,0 +1,445 @@
+"""Config -> data -> model -> strategy -> fit/evaluate -> run directory.
+
+A run is described by a YAML file (one per paper-table row, under ``configs/<task>/``) with the sections
+``task``, ``data``, ``model``, ``method``, ``train`` and an optional ``quick`` block of dotted overrides used by
+``--quick``. Every section is validated against a dataclass: an unknown key is an error that lists the valid ones.
+
+The run directory holds ``config.yaml`` (resolved), ``history.csv``, ``metrics.json`` (test metrics of the
+best-validation checkpoint), ``best.weights.h5``, ``model.keras`` and PNG plots. An interrupted run resumes where it
+stopped when started again with the same ``--out`` (Keras ``BackupAndRestore``, state under ``backup/``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from identity_tf import layers
+from identity_tf.tasks import globe_tsp as globe_tsp_task
+from identity_tf.tasks import warcraft as warcraft_task
+from identity_tf.tasks.common import MethodConfig
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+# ------------------------------------------------------------------------------------------------- configs
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        epochs: Training epochs.
+        batch_size: Global batch size.
+        learning_rate: Adam learning rate.
+        lr_milestones: Epochs after which the learning rate is multiplied by ``lr_factor``.
+        lr_factor: Learning-rate decay factor.
+        seed: Seed of weights, noise and shuffling.
+        jit_compile: XLA-compile the train step ("auto": when every solver in the model is pure TF).
+    """
+
+    epochs: int = 10
+    batch_size: int = 50
+    learning_rate: float = 1e-4
+    lr_milestones: list = dataclasses.field(default_factory=list)
+    lr_factor: float = 0.1
+    seed: int = 0
+    jit_compile: Any = "auto"
+
+
+@dataclasses.dataclass
+class GlobeTSPData:
+    """Globe TSP data settings (the dataset is built on first use; see ``identity_tf.datasets.globe_tsp``).
+
+    Attributes:
+        k: Countries per example.
+        num_train, num_test: Dataset sizes (the paper: 10 000 training examples).
+        seed: Dataset seed (sampling of the k-subsets).
+        val_fraction: Last fraction of the training examples held out for checkpoint selection.
+        label_corruption: rho of the paper's robustness study: training labels get entries flipped with
+            probability rho / k (fixed, seeded, symmetric).
+        data_dir: Data directory; None = ``$IDENTITY_TF_DATA_DIR`` or the user cache.
+    """
+
+    k: int = 5
+    num_train: int = 10000
+    num_test: int = 1000
+    seed: int = 0
+    val_fraction: float = 0.1
+    label_corruption: float = 0.0
+    data_dir: str | None = None
+
+
+@dataclasses.dataclass
+class WarcraftData:
+    """Warcraft data settings (built on first use; see ``identity_tf.datasets.warcraft``).
+
+    Attributes:
+        size: Map grid size k.
+        num_train, num_val, num_test: Dataset sizes (the original: 10 000 / 1 000 / 1 000).
+        seed: Dataset seed.
+        data_dir: Data directory; None = ``$IDENTITY_TF_DATA_DIR`` or the user cache.
+    """
+
+    size: int = 12
+    num_train: int = 10000
+    num_val: int = 1000
+    num_test: int = 1000
+    seed: int = 0
+    data_dir: str | None = None
+
+
+@dataclasses.dataclass
+class TaskSpec:
+    data_cls: type
+    model_cls: type
+    model_from_data: dict[str, str]
+    build_model: Callable
+    loss: Callable
+    metrics: list[Callable]
+    monitor: str
+    mode: str
+    datasets: Callable
+    plot: Callable | None = None
+
+
+@dataclasses.dataclass
+class RunConfig:
+    task: str
+    data: Any
+    model: Any
+    method: MethodConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "data": dataclasses.asdict(self.data),
+            "model": dataclasses.asdict(self.model),
+            "method": dataclasses.asdict(self.method),
+            "train": dataclasses.asdict(self.train),
+        }
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed."""
+
+
+def _check_keys(section: str, values: dict, cls: type, exclude: tuple[str, ...] = ()) -> None:
+    valid = [f.name for f in dataclasses.fields(cls) if f.name not in exclude]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {unknown} in section `{section}`. Valid keys: {valid}")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    section, sep, key = dotted.partition(".")
+    if not sep or not key:
+        raise ConfigError(f"Overrides are `section.key=value` (e.g. train.epochs=5). Received: {dotted!r}")
+    if section not in ("data", "model", "method", "train"):
+        raise ConfigError(f"Unknown section {section!r} in override {dotted!r}. Valid: data, model, method, train")
+    tree.setdefault(section, {})[key] = value
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=5", ...]`` -> ``{"train.epochs": 5}`` (values parsed as YAML scalars)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"`--set` expects key=value. Received: {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bool = False) -> RunConfig:
+    """Reads and validates a run config; applies the ``quick`` block (if ``quick``) and then ``overrides``."""
+    if isinstance(path_or_dict, dict):
+        raw = copy.deepcopy(path_or_dict)
+    else:
+        path = pathlib.Path(path_or_dict)
+        if not path.is_file():
+            raise ConfigError(f"Config file not found. Received: {str(path)!r}")
+        raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"A config is a mapping of sections. Received: {type(raw).__name__}")
+    valid_top = ["task", "data", "model", "method", "train", "quick"]
+    unknown = sorted(set(raw) - set(valid_top))
+    if unknown:
+        raise ConfigError(f"Unknown top-level key(s) {unknown}. Valid keys: {valid_top}")
+    task = raw.get("task")
+    if task not in TASKS:
+        raise ConfigError(f"`task` must be one of {sorted(TASKS)}. Received: task={task!r}")
+    quick_block = raw.pop("quick", None) or {}
+    if quick:
+        for dotted, value in quick_block.items():
+            _set_dotted(raw, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    spec = TASKS[task]
+    sections = {name: raw.get(name) or {} for name in ("data", "model", "method", "train")}
+    for name, values in sections.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"Section `{name}` must be a mapping. Received: {values!r}")
+    _check_keys("data", sections["data"], spec.data_cls)
+    _check_keys("model", sections["model"], spec.model_cls, exclude=tuple(spec.model_from_data))
+    _check_keys("method", sections["method"], MethodConfig)
+    _check_keys("train", sections["train"], TrainConfig)
+    try:
+        data = spec.data_cls(**sections["data"])
+        model_values = dict(sections["model"])
+        for model_key, data_key in spec.model_from_data.items():
+            model_values[model_key] = getattr(data, data_key)
+        return RunConfig(
+            task=task,
+            data=data,
+            model=spec.model_cls(**model_values),
+            method=MethodConfig(**sections["method"]),
+            train=TrainConfig(**sections["train"]),
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from error
+
+
+# -------------------------------------------------------------------------------------------- data + models
+def corrupt_labels(tours: np.ndarray, rho: float, seed: int) -> np.ndarray:
+    """Flips each off-diagonal entry of each ``[k, k]`` label with probability ``rho / k`` (mirrored, fixed)."""
+    if rho <= 0:
+        return tours
+    k = tours.shape[-1]
+    rng = np.random.default_rng(seed)
+    flips = np.triu(rng.random(tours.shape) < rho / k, 1)
+    flips = flips | np.swapaxes(flips, -1, -2)
+    return np.where(flips, 1 - tours, tours).astype(tours.dtype)
+
+
+def _globe_datasets(config: RunConfig):
+    from identity_tf.datasets import globe_tsp as data_lib
+
+    d = config.data
+    data_lib.build(d.k, data_dir=d.data_dir, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
+    data = data_lib.load(d.k, data_dir=d.data_dir)
+    if d.label_corruption > 0:  # corrupt the training part only (validation keeps clean labels)
+        cut = len(data.train_tours) - int(round(d.val_fraction * len(data.train_tours)))
+        tours = data.train_tours.copy()
+        tours[:cut] = corrupt_labels(tours[:cut], d.label_corruption, seed=d.seed + 1)
+        data = dataclasses.replace(data, train_tours=tours)
+    b, seed = config.train.batch_size, config.train.seed
+    splits = {
+        split: data_lib.make_dataset(data, split, b, shuffle=(split == "train"), seed=seed, val_fraction=d.val_fraction)
+        for split in ("train", "val", "test")
+    }
+    return splits, data
+
+
+def _warcraft_datasets(config: RunConfig):
+    from identity_tf.datasets import warcraft as data_lib
+
+    d = config.data
+    data_lib.build(
+        d.size, data_dir=d.data_dir, num_train=d.num_train, num_val=d.num_val, num_test=d.num_test, seed=d.seed
+    )
+    data = data_lib.load(d.size, data_dir=d.data_dir)
+    b, seed = config.train.batch_size, config.train.seed
+    splits = {
+        split: data_lib.make_dataset(data, split, b, shuffle=(split == "train"), seed=seed)
+        for split in ("train", "val", "test")
+    }
+    return splits, data
+
+
+def _plot_globe(model, data, run_dir: pathlib.Path) -> None:
+    from identity_tf import plots
+
+    plots.globe_tours(model, data, run_dir / "tours.png")
+
+
+def _plot_warcraft(model, data, run_dir: pathlib.Path) -> None:
+    from identity_tf import plots
+
+    plots.warcraft_paths(model, data, run_dir / "paths.png")
+
+
+TASKS: dict[str, TaskSpec] = {
+    "globe_tsp": TaskSpec(
+        data_cls=GlobeTSPData,
+        model_cls=globe_tsp_task.GlobeTSPConfig,
+        model_from_data={"k": "k"},
+        build_model=lambda c: globe_tsp_task.GlobeTSP(c.model, c.method, seed=c.train.seed),
+        loss=globe_tsp_task.hamming_loss,
+        metrics=[globe_tsp_task.edge_accuracy, globe_tsp_task.tour_accuracy],
+        monitor="val_tour_accuracy",
+        mode="max",
+        datasets=_globe_datasets,
+        plot=_plot_globe,
+    ),
+    "warcraft": TaskSpec(
+        data_cls=WarcraftData,
+        model_cls=warcraft_task.WarcraftConfig,
+        model_from_data={"size": "size"},
+        build_model=lambda c: warcraft_task.WarcraftShortestPath(c.model, c.method, seed=c.train.seed),
+        loss=warcraft_task.hamming_loss,
+        metrics=[warcraft_task.exact_path_accuracy, warcraft_task.cost_ratio],
+        monitor="val_cost_ratio",
+        mode="min",
+        datasets=_warcraft_datasets,
+        plot=_plot_warcraft,
+    ),
+}
+
+
+# -------------------------------------------------------------------------------------------------- callbacks
+class NoiseSchedule(keras.callbacks.Callback):
+    """Margin noise for the first ``noise_epochs`` epochs, then off (paper B.4: the first 50 of 100 epochs)."""
+
+    def __init__(self, alpha: float, noise_epochs: int | None):
+        super().__init__()
+        self.alpha, self.noise_epochs = alpha, noise_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        alpha = self.alpha if self.noise_epochs is None or epoch < self.noise_epochs else 0.0
+        for layer in _margin_layers(self.model):
+            layer.set_alpha(alpha)
+
+
+def _margin_layers(model):
+    return [layer for layer in model._flatten_layers() if isinstance(layer, layers.NoiseMarginLayer)]
+
+
+def _lr_schedule(config: TrainConfig):
+    def schedule(epoch, lr):
+        drops = sum(epoch >= m for m in config.lr_milestones)
+        return config.learning_rate * config.lr_factor**drops
+
+    return keras.callbacks.LearningRateScheduler(schedule)
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def _best_logged(history_csv: pathlib.Path, monitor: str, mode: str) -> float | None:
+    """Best value of ``monitor`` in an existing history (so a resumed run keeps the best checkpoint)."""
+    if not history_csv.exists():
+        return None
+    import csv
+
+    with open(history_csv) as f:
+        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "")]
+    if not values:
+        return None
+    return max(values) if mode == "max" else min(values)
+
+
+def make_strategy(name: str):
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _jit(config: RunConfig, model) -> bool | str:
+    if config.train.jit_compile != "auto":
+        return bool(config.train.jit_compile)
+    return all(layer.supports_jit for layer in model._flatten_layers() if isinstance(layer, layers.SolverLayer))
+
+
+def build_and_compile(config: RunConfig, spec: TaskSpec, strategy, sample=None) -> keras.Model:
+    """Builds (on ``sample``, a batch of inputs, so that callbacks can restore weights) and compiles the model."""
+    with strategy.scope():
+        model = spec.build_model(config)
+        if sample is not None:
+            model(sample)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.train.learning_rate),
+            loss=spec.loss,
+            metrics=list(spec.metrics),
+            # XLA + MirroredStrategy failed in this project's probes (DESIGN.md section 8)
+            jit_compile=_jit(config, model) if strategy.num_replicas_in_sync == 1 else False,
+        )
+    return model
+
+
+def train(
+    config: RunConfig,
+    out_dir: str | os.PathLike,
+    strategy: str = "default",
+    verbose: int | str = "auto",
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Trains one run and writes its run directory; returns the final test metrics (best-validation weights)."""
+    spec = TASKS[config.task]
+    run_dir = pathlib.Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config.to_dict()
+    config_path = run_dir / "config.yaml"
+    if config_path.exists() and yaml.safe_load(config_path.read_text()) != resolved and (run_dir / "backup").exists():
+        raise ConfigError(
+            f"{run_dir} holds an unfinished run with a different config; use another --out or delete the directory."
+        )
+    config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if strategy == "multi_worker":
+        from identity_tf import distributed
+
+        return distributed.train_multi_worker(config, spec, run_dir, verbose=verbose)
+
+    keras.utils.set_random_seed(config.train.seed)
+    dist = make_strategy(strategy)
+    splits, data = spec.datasets(config)
+    model = build_and_compile(config, spec, dist, sample=next(iter(splits["train"]))[0])
+    best_path = run_dir / "best.weights.h5"
+    best_so_far = _best_logged(run_dir / "history.csv", spec.monitor, spec.mode) if best_path.exists() else None
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path),
+            monitor=spec.monitor,
+            mode=spec.mode,
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        _lr_schedule(config.train),
+    ]
+    if config.method.alpha > 0:
+        callbacks.append(NoiseSchedule(config.method.alpha, config.method.noise_epochs))
+    start = time.perf_counter()
+    model.fit(
+        splits["train"],
+        validation_data=splits["val"],
+        epochs=config.train.epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=verbose,
+    )  # the tf.data pipeline shuffles
+    train_seconds = time.perf_counter() - start
+    if best_path.exists():
+        model.load_weights(str(best_path))
+    test = model.evaluate(splits["test"], return_dict=True, verbose=0)
+    metrics = {
+        "test": {k: float(v) for k, v in test.items()},
+        "train_seconds": train_seconds,
+        "epochs": config.train.epochs,
+        "strategy": strategy,
+        "replicas": dist.num_replicas_in_sync,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save(str(run_dir / "model.keras"))
+    if plots:
+        from identity_tf import plots as plots_lib
+
+        plots_lib.learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
+        if spec.plot is not None:
+            spec.plot(model, data, run_dir)
+    return metrics

@@ -1,0 +1,199 @@
+"""Tests of the dataset cache helpers: data directory precedence, pinned downloads, atomic writes."""
+
+import hashlib
+import os
+import pathlib
+import shutil
+import stat
+
+import numpy as np
+import pytest
+
+from identity_tf.datasets import cache
+from identity_tf.datasets.cache import DataError
+
+CONTENT = b"fake tarball"
+CONTENT_SHA = hashlib.sha256(CONTENT).hexdigest()
+WRONG_SHA = "0" * 64
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def fake_executable(folder: pathlib.Path, name: str, script: str) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch):
+    """An `npm` on PATH whose `pack` writes CONTENT to fake-1.0.0.tgz (or fails for package 'missing')."""
+    script = (
+        'case "$2" in missing@*) echo "npm error code E404 Not Found: $2" >&2; exit 1;; esac\n'
+        f"printf '{CONTENT.decode()}' > fake-1.0.0.tgz\n"
+    )
+    fake_executable(tmp_path / "bin", "npm", script)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def fake_pip(tmp_path, monkeypatch):
+    """A `python` whose `-m pip download ... -d DIR` writes CONTENT to DIR/fake_pkg-1.0-py3-none-any.whl."""
+    script = (
+        'while [ $# -gt 0 ]; do if [ "$1" = "-d" ]; then dir="$2"; fi; shift; done\n'
+        f"printf '{CONTENT.decode()}' > \"$dir/fake_pkg-1.0-py3-none-any.whl\"\n"
+    )
+    python = fake_executable(tmp_path / "bin", "python", script)
+    monkeypatch.setattr(cache.sys, "executable", str(python))
+    return tmp_path / "data"
+
+
+def leftovers(folder: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+# -------------------------------------------------------------------------------------------- data_dir
+def test_data_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv(cache.DATA_DIR_ENV, raising=False)
+    assert cache.data_dir() == (tmp_path / "home" / ".cache" / "identity_tf").resolve()
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.data_dir() == (tmp_path / "xdg" / "identity_tf").resolve()
+
+    monkeypatch.setenv(cache.DATA_DIR_ENV, str(tmp_path / "env"))
+    assert cache.data_dir() == (tmp_path / "env").resolve()
+
+    assert cache.data_dir(tmp_path / "override") == (tmp_path / "override").resolve()
+    assert cache.data_dir(str(tmp_path / "override")).is_dir()
+
+
+def test_data_dir_that_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="Cannot create the data directory"):
+        cache.data_dir(tmp_path / "file" / "sub")
+
+
+def test_sha256_file(tmp_path):
+    (tmp_path / "a").write_bytes(CONTENT)
+    assert cache.sha256_file(tmp_path / "a") == CONTENT_SHA
+
+
+# ------------------------------------------------------------------------------------------- fetch_npm
+def test_fetch_npm_downloads_verifies_and_reuses(fake_npm, monkeypatch):
+    path = cache.fetch_npm("fake", "1.0.0", CONTENT_SHA, fake_npm)
+    assert path == fake_npm / "downloads" / "fake-1.0.0.tgz"
+    assert path.read_bytes() == CONTENT
+    assert leftovers(fake_npm / "downloads") == ["fake-1.0.0.tgz"]  # no temporary folders left
+    monkeypatch.setenv("PATH", "")  # npm gone: the cached file is reused
+    assert cache.fetch_npm("fake", "1.0.0", CONTENT_SHA.upper(), fake_npm) == path
+
+
+def test_fetch_npm_checksum_mismatch_leaves_nothing(fake_npm):
+    with pytest.raises(DataError, match=f"expected sha256 {WRONG_SHA}, received {CONTENT_SHA}"):
+        cache.fetch_npm("fake", "1.0.0", WRONG_SHA, fake_npm)
+    assert leftovers(fake_npm / "downloads") == []
+
+
+def test_fetch_npm_replaces_a_corrupted_cached_file(fake_npm):
+    (fake_npm / "downloads").mkdir(parents=True)
+    (fake_npm / "downloads" / "fake-1.0.0.tgz").write_bytes(b"corrupted")
+    path = cache.fetch_npm("fake", "1.0.0", CONTENT_SHA, fake_npm)
+    assert path.read_bytes() == CONTENT
+
+
+def test_fetch_npm_command_failure(fake_npm):
+    with pytest.raises(DataError, match=r"(?s)npm package missing@1\.0\.0 failed.*E404") as info:
+        cache.fetch_npm("missing", "1.0.0", CONTENT_SHA, fake_npm)
+    assert "exited with status 1" in str(info.value)
+    assert leftovers(fake_npm / "downloads") == []
+
+
+def test_fetch_npm_without_npm(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="`npm` command was not found"):
+        cache.fetch_npm("fake", "1.0.0", CONTENT_SHA, tmp_path / "data")
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+def test_fetch_npm_unknown_package_from_the_registry(tmp_path):
+    name = "identity-tf-no-such-package-7f3a9c"
+    with pytest.raises(DataError, match=f"(?s){name}@1.0.0.*exited with status"):
+        cache.fetch_npm(name, "1.0.0", WRONG_SHA, tmp_path)
+    assert leftovers(tmp_path / "downloads") == []
+
+
+def test_fetch_rejects_a_malformed_checksum(tmp_path):
+    with pytest.raises(ValueError, match="64-digit hex sha256"):
+        cache.fetch_npm("fake", "1.0.0", "abc", tmp_path)
+
+
+# ----------------------------------------------------------------------------------------- fetch_wheel
+def test_fetch_wheel_downloads_verifies_and_reuses(fake_pip, monkeypatch):
+    path = cache.fetch_wheel("fake-pkg", "1.0", CONTENT_SHA, fake_pip)
+    assert path == fake_pip / "downloads" / "fake_pkg-1.0-py3-none-any.whl"
+    assert path.read_bytes() == CONTENT
+    assert leftovers(fake_pip / "downloads") == [path.name]
+    monkeypatch.setattr(cache.sys, "executable", "/nonexistent/python")  # pip gone: the cache answers
+    assert cache.fetch_wheel("fake_pkg", "1.0", CONTENT_SHA, fake_pip) == path
+
+
+def test_fetch_wheel_checksum_mismatch_leaves_nothing(fake_pip):
+    with pytest.raises(DataError, match="Checksum mismatch for Python wheel fake-pkg==1.0"):
+        cache.fetch_wheel("fake-pkg", "1.0", WRONG_SHA, fake_pip)
+    assert leftovers(fake_pip / "downloads") == []
+
+
+def test_fetch_wheel_command_failure(tmp_path, monkeypatch):
+    python = fake_executable(tmp_path / "bin", "python", 'echo "ERROR: No matching distribution" >&2; exit 1\n')
+    monkeypatch.setattr(cache.sys, "executable", str(python))
+    with pytest.raises(DataError, match="(?s)exited with status 1.*No matching distribution"):
+        cache.fetch_wheel("fake-pkg", "1.0", CONTENT_SHA, tmp_path)
+    assert leftovers(tmp_path / "downloads") == []
+
+
+# ------------------------------------------------------------------------------------------ atomic writes
+def test_atomic_save_npy(tmp_path):
+    cache.atomic_save_npy(tmp_path / "a.npy", np.arange(3))
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.arange(3))
+    assert leftovers(tmp_path) == ["a.npy"]
+    assert (tmp_path / "a.npy").stat().st_mode & 0o044  # readable by others as with a plain np.save (umask 022)
+
+
+def test_atomic_save_npy_failure_leaves_the_old_file(tmp_path):
+    cache.atomic_save_npy(tmp_path / "a.npy", np.arange(3))
+    with pytest.raises(ValueError):
+        cache.atomic_save_npy(tmp_path / "a.npy", np.array([{"a": 1}], dtype=object))  # pickling is refused
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.arange(3))
+    assert leftovers(tmp_path) == ["a.npy"]
+
+
+def test_atomic_dir_replaces_on_success(tmp_path):
+    target = tmp_path / "set"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with cache.atomic_dir(target) as tmp:
+        assert tmp.parent == tmp_path and not (tmp / "old.txt").exists()
+        (tmp / "new.txt").write_text("new")
+        assert not (target / "new.txt").exists()  # nothing visible before the end
+    assert leftovers(tmp_path) == ["new.txt", "set"]
+    assert (target / "new.txt").read_text() == "new"
+
+
+def test_atomic_dir_leaves_nothing_on_an_exception(tmp_path):
+    target = tmp_path / "set"
+    with pytest.raises(RuntimeError, match="boom"):
+        with cache.atomic_dir(target) as tmp:
+            (tmp / "half.npy").write_text("half")
+            raise RuntimeError("boom")
+    assert leftovers(tmp_path) == []
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    with pytest.raises(RuntimeError):
+        with cache.atomic_dir(target) as tmp:
+            raise RuntimeError("boom")
+    assert leftovers(tmp_path) == ["keep.txt", "set"]
+    assert os.listdir(target) == ["keep.txt"]
