@@ -45,8 +45,12 @@ def globe_tours(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
     indices, tours = data.test_indices[:num_examples], data.test_tours[:num_examples]
     flags = data.flags[indices].astype(np.float32) / 255.0  # [n, k, 20, 40, 3]
     predicted = model.predict(flags, verbose=0)
-    fig, axes = plt.subplots(1, len(indices), figsize=(4.5 * len(indices), 2.8), squeeze=False)
-    for ax, example, true, pred in zip(axes[0], indices, tours, predicted):
+    columns = min(2, len(indices))
+    rows = -(-len(indices) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.0 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(indices) :]:
+        ax.axis("off")
+    for ax, example, true, pred in zip(axes.ravel(), indices, tours, predicted):
         lon, lat = data.gps[example, 0], data.gps[example, 1]
         for i, j in _edges(true):
             ax.plot([lon[i], lon[j]], [lat[i], lat[j]], color="tab:green", lw=3, alpha=0.6)

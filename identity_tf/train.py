@@ -68,6 +68,7 @@ class GlobeTSPData:
         val_fraction: Last fraction of the training examples held out for checkpoint selection.
         label_corruption: rho of the paper's robustness study: training labels get entries flipped with
             probability rho / k (fixed, seeded, symmetric).
+        max_train, max_test: Use only the first N examples of the built dataset (``--quick`` sizes), None = all.
         data_dir: Data directory; None = ``$IDENTITY_TF_DATA_DIR`` or the user cache.
     """
 
@@ -77,6 +78,8 @@ class GlobeTSPData:
     seed: int = 0
     val_fraction: float = 0.1
     label_corruption: float = 0.0
+    max_train: int | None = None
+    max_test: int | None = None
     data_dir: str | None = None
 
 
@@ -88,6 +91,7 @@ class WarcraftData:
         size: Map grid size k.
         num_train, num_val, num_test: Dataset sizes (the original: 10 000 / 1 000 / 1 000).
         seed: Dataset seed.
+        max_train, max_val, max_test: Use only the first N maps of a split (``--quick`` sizes), None = all.
         data_dir: Data directory; None = ``$IDENTITY_TF_DATA_DIR`` or the user cache.
     """
 
@@ -96,6 +100,9 @@ class WarcraftData:
     num_val: int = 1000
     num_test: int = 1000
     seed: int = 0
+    max_train: int | None = None
+    max_val: int | None = None
+    max_test: int | None = None
     data_dir: str | None = None
 
 
@@ -158,8 +165,24 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"`--set` expects key=value. Received: {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = _number(yaml.safe_load(value))
     return out
+
+
+def _number(value):
+    """YAML 1.1 reads ``1e-3`` as a string; turn such strings into floats."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _coerce(cls: type, values: dict) -> dict:
+    """Float fields given as strings like ``"1e-4"`` become floats."""
+    floats = {f.name for f in dataclasses.fields(cls) if "float" in str(f.type)}
+    return {k: (_number(v) if k in floats else v) for k, v in values.items()}
 
 
 def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bool = False) -> RunConfig:
@@ -196,16 +219,16 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
     _check_keys("method", sections["method"], MethodConfig)
     _check_keys("train", sections["train"], TrainConfig)
     try:
-        data = spec.data_cls(**sections["data"])
-        model_values = dict(sections["model"])
+        data = spec.data_cls(**_coerce(spec.data_cls, sections["data"]))
+        model_values = _coerce(spec.model_cls, sections["model"])
         for model_key, data_key in spec.model_from_data.items():
             model_values[model_key] = getattr(data, data_key)
         return RunConfig(
             task=task,
             data=data,
             model=spec.model_cls(**model_values),
-            method=MethodConfig(**sections["method"]),
-            train=TrainConfig(**sections["train"]),
+            method=MethodConfig(**_coerce(MethodConfig, sections["method"])),
+            train=TrainConfig(**_coerce(TrainConfig, sections["train"])),
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from error
@@ -229,6 +252,13 @@ def _globe_datasets(config: RunConfig):
     d = config.data
     data_lib.build(d.k, data_dir=d.data_dir, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
     data = data_lib.load(d.k, data_dir=d.data_dir)
+    data = dataclasses.replace(
+        data,
+        train_indices=data.train_indices[: d.max_train],
+        train_tours=data.train_tours[: d.max_train],
+        test_indices=data.test_indices[: d.max_test],
+        test_tours=data.test_tours[: d.max_test],
+    )
     if d.label_corruption > 0:  # corrupt the training part only (validation keeps clean labels)
         cut = len(data.train_tours) - int(round(d.val_fraction * len(data.train_tours)))
         tours = data.train_tours.copy()
@@ -250,6 +280,13 @@ def _warcraft_datasets(config: RunConfig):
         d.size, data_dir=d.data_dir, num_train=d.num_train, num_val=d.num_val, num_test=d.num_test, seed=d.seed
     )
     data = data_lib.load(d.size, data_dir=d.data_dir)
+    limits = {"train": d.max_train, "val": d.max_val, "test": d.max_test}
+    data = {
+        split: data_lib.WarcraftSplit(
+            *(array[: limits[split]] for array in (s.maps, s.shortest_paths, s.vertex_weights))
+        )
+        for split, s in data.items()
+    }
     b, seed = config.train.batch_size, config.train.seed
     splits = {
         split: data_lib.make_dataset(data, split, b, shuffle=(split == "train"), seed=seed)
@@ -342,7 +379,10 @@ def make_strategy(name: str):
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        gpus = tf.config.list_logical_devices("GPU")
+        # all GPUs; without GPUs, all logical CPU devices (tests configure two)
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()

@@ -1,0 +1,297 @@
+"""Trainer, configs, CLI, resume, reproduce, MirroredStrategy and multi-worker training on tiny data."""
+
+import csv
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from identity_tf import cli, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GLOBE = ROOT / "configs" / "globe_tsp" / "tsp5_identity_noise0.2.yaml"
+WARCRAFT = ROOT / "configs" / "warcraft" / "warcraft12_identity.yaml"
+
+
+def tiny_globe(data_dir, **extra):
+    overrides = {
+        "data.data_dir": data_dir,
+        "data.num_train": 200,
+        "data.num_test": 40,
+        "train.epochs": 2,
+        "train.batch_size": 20,
+        "method.noise_epochs": 1,
+    }
+    overrides.update(extra)
+    return train.load_config(GLOBE, overrides)
+
+
+def read_history(run_dir):
+    with open(pathlib.Path(run_dir) / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------------------------ configs
+def test_every_shipped_config_validates():
+    paths = sorted((ROOT / "configs").glob("*/*.yaml"))
+    assert len(paths) >= 20
+    for path in paths:
+        if path.name == "reproduce.yaml":
+            grid = yaml.safe_load(path.read_text())
+            for row in grid["rows"]:
+                train.load_config(path.parent / row["config"], row.get("set"))
+        else:
+            train.load_config(path)
+            train.load_config(path, quick=True)
+
+
+def test_unknown_keys_list_the_valid_ones():
+    with pytest.raises(train.ConfigError, match=r"Unknown key\(s\) \['epoch'\].*Valid keys: \['epochs'"):
+        train.load_config(GLOBE, {"train.epoch": 3})
+    with pytest.raises(train.ConfigError, match="Unknown top-level key"):
+        train.load_config({"task": "globe_tsp", "trian": {}})
+    with pytest.raises(train.ConfigError, match="task"):
+        train.load_config({"task": "sudoku"})
+    with pytest.raises(train.ConfigError, match="gradient"):
+        train.load_config(GLOBE, {"method.gradient": "finite_differences"})
+    with pytest.raises(train.ConfigError, match="not found"):
+        train.load_config("configs/nope.yaml")
+    with pytest.raises(train.ConfigError, match="section.key=value"):
+        train.load_config(GLOBE, {"epochs": 3})
+
+
+def test_quick_block_and_overrides():
+    config = train.load_config(GLOBE, {"train.epochs": 7}, quick=True)
+    assert (config.data.max_train, config.train.epochs, config.method.noise_epochs) == (2000, 7, 10)
+    assert config.model.k == config.data.k == 5
+    assert train.parse_overrides(["train.learning_rate=1e-3", "data.k=10"]) == {
+        "train.learning_rate": 1e-3,
+        "data.k": 10,
+    }
+
+
+def test_corrupt_labels_flips_symmetric_entries_at_rate_rho_over_k():
+    tours = np.zeros((4000, 5, 5), np.uint8)
+    corrupted = train.corrupt_labels(tours, rho=1.0, seed=0)
+    np.testing.assert_array_equal(corrupted, np.swapaxes(corrupted, 1, 2))
+    assert np.all(np.diagonal(corrupted, axis1=1, axis2=2) == 0)
+    upper = corrupted[:, np.triu_indices(5, 1)[0], np.triu_indices(5, 1)[1]]
+    assert abs(upper.mean() - 1.0 / 5) < 0.01
+    np.testing.assert_array_equal(train.corrupt_labels(tours, 1.0, seed=0), corrupted)
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_globe_run_directory(tmp_path, data_dir):
+    metrics = train.train(tiny_globe(data_dir), tmp_path / "run", verbose=0)
+    run = tmp_path / "run"
+    for name in (
+        "config.yaml",
+        "history.csv",
+        "metrics.json",
+        "best.weights.h5",
+        "model.keras",
+        "learning_curves.png",
+        "tours.png",
+    ):
+        assert (run / name).exists(), name
+    assert len(read_history(run)) == 2
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test"] == metrics["test"]
+    assert 0 <= metrics["test"]["tour_accuracy"] <= metrics["test"]["edge_accuracy"] <= 1
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["num_train"] == 200
+
+
+def test_noise_schedule_switches_margin_off(data_dir):
+    import keras
+
+    config = tiny_globe(data_dir)
+    model = train.TASKS["globe_tsp"].build_model(config)
+    schedule = train.NoiseSchedule(alpha=0.2, noise_epochs=1)
+    schedule.set_model(model)
+    margins = train._margin_layers(model)
+    assert len(margins) == 1 and margins[0].symmetric
+    schedule.on_epoch_begin(0)
+    assert margins[0].alpha == 0.2
+    schedule.on_epoch_begin(1)
+    assert margins[0].alpha == 0.0 and float(keras.ops.convert_to_numpy(margins[0]._alpha)) == 0.0
+
+
+def test_warcraft_run(tmp_path, data_dir):
+    config = train.load_config(
+        WARCRAFT,
+        {
+            "data.data_dir": data_dir,
+            "data.num_train": 20,
+            "data.num_val": 6,
+            "data.num_test": 6,
+            "train.epochs": 1,
+            "train.batch_size": 10,
+            "method.gradient": "blackbox",
+        },
+    )
+    metrics = train.train(config, tmp_path / "run", verbose=0)
+    assert metrics["test"]["cost_ratio"] >= 100.0 - 1e-3
+    assert (tmp_path / "run" / "paths.png").exists()
+
+
+def test_mirrored_strategy_fit(tmp_path, data_dir):
+    assert len(tf.config.list_logical_devices("CPU")) == 2
+    metrics = train.train(
+        tiny_globe(data_dir, **{"train.epochs": 1}), tmp_path / "run", strategy="mirrored", verbose=0, plots=False
+    )
+    assert metrics["replicas"] == 2
+    assert np.isfinite(metrics["test"]["loss"])
+
+
+def test_cli_errors_exit_2(capsys):
+    assert cli.main(["train", str(GLOBE), "--set", "train.epoch=3"]) == 2
+    assert "Valid keys" in capsys.readouterr().err
+    assert cli.main(["train", "missing.yaml"]) == 2
+
+
+def test_reproduce_tiny_grid(tmp_path, data_dir):
+    from identity_tf import reproduce
+
+    configs = tmp_path / "configs"
+    (configs / "globe_tsp").mkdir(parents=True)
+    config = yaml.safe_load(GLOBE.read_text())
+    config["data"].update({"num_train": 100, "num_test": 20, "data_dir": data_dir})
+    config["train"].update({"epochs": 1, "batch_size": 20})
+    (configs / "globe_tsp" / "tiny.yaml").write_text(yaml.safe_dump(config))
+    grid = {
+        "table": "tiny",
+        "metric": "edge_accuracy",
+        "scale": 100,
+        "seeds": [0, 1],
+        "rows": [
+            {"name": "Identity", "config": "tiny.yaml", "paper": "99.7"},
+            {"name": "BB", "config": "tiny.yaml", "set": {"method.gradient": "blackbox"}, "paper": "-"},
+        ],
+    }
+    (configs / "globe_tsp" / "reproduce.yaml").write_text(yaml.safe_dump(grid))
+    table = reproduce.run("globe_tsp", configs, tmp_path / "out")
+    assert "| Identity |" in table and "| 99.7 |" in table
+    saved = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert [len(r["values"]) for r in saved["rows"]] == [2, 2]
+    for row in saved["rows"]:
+        assert row["mean"] == pytest.approx(np.mean(row["values"]))
+    assert (tmp_path / "out" / "BB" / "seed1" / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------------------- resume after a kill
+def _env(data_dir):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", IDENTITY_TF_DATA_DIR=data_dir)
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path, data_dir):
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "identity_tf.cli",
+        "train",
+        str(GLOBE),
+        "--out",
+        str(run),
+        "--quiet",
+        "--set",
+        "data.num_train=3000",
+        "--set",
+        "data.num_test=20",
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "train.batch_size=10",
+        "--set",
+        "train.jit_compile=false",
+    ]
+    process = subprocess.Popen(command, env=_env(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # wait for the first finished epoch, then kill in the middle of the next
+            if (run / "history.csv").exists() and len(read_history(run)) >= 1:
+                time.sleep(1.5)
+                break
+            assert process.poll() is None, "the run ended before it could be interrupted"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no epoch finished in time")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    finished = len(read_history(run))
+    assert 1 <= finished < 4 and not (run / "metrics.json").exists()
+    result = subprocess.run(command, env=_env(data_dir), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = [int(row["epoch"]) for row in read_history(run)]
+    assert epochs == list(range(4)), epochs  # resumed at the first unfinished epoch, nothing repeated
+    assert (run / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------------------- multi-worker
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_two_local_processes(tmp_path, data_dir):
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "identity_tf.cli",
+        "train",
+        str(GLOBE),
+        "--out",
+        str(run),
+        "--quiet",
+        "--strategy",
+        "multi_worker",
+        "--set",
+        "data.num_train=200",
+        "--set",
+        "data.num_test=40",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.batch_size=20",
+    ]
+    processes = []
+    try:
+        for index in range(2):
+            env = _env(data_dir)
+            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+            processes.append(
+                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
+        outputs = [p.communicate(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["strategy"] == "multi_worker" and metrics["replicas"] == 2 and metrics["workers"] == 2
+    assert len(read_history(run)) == 2
+    assert (run / "worker_1" / "metrics.json").exists()
