@@ -5,6 +5,12 @@ Implements Sahoo et al., "Backpropagation through Combinatorial Algorithms: Iden
 """
 
 import os as _os
+import sys as _sys
+
+# The command line is quiet by default (TensorFlow reads this variable when it is first imported, which happens
+# below, before `identity_tf.cli.main` runs). Library users keep their own setting.
+if _sys.argv and _os.path.basename(_sys.argv[0]) in ("identity-tf", "cli.py"):
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _backend = _os.environ.get("KERAS_BACKEND", "tensorflow")
 if _backend != "tensorflow":

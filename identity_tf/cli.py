@@ -36,7 +36,17 @@ def _train(args) -> int:
     print(f"identity-tf: training {config.task} -> {out}")
     metrics = train.train(config, out, strategy=args.strategy, verbose=2 if args.quiet else "auto")
     print(json.dumps(metrics["test"], indent=2))
+    print(_summary(config.task, metrics["test"]) + f"  (run directory: {out})")
     return 0
+
+
+def _summary(task: str, test: dict) -> str:
+    if task == "globe_tsp":
+        return (
+            f"Test accuracy: exact tours {100 * test['tour_accuracy']:.2f} %, "
+            f"tour edges {100 * test['edge_accuracy']:.2f} %"
+        )
+    return f"Test cost ratio x100: {test['cost_ratio']:.2f}, exact paths {100 * test['exact_path_accuracy']:.2f} %"
 
 
 def _reproduce(args) -> int:

@@ -91,6 +91,15 @@ class GradientNoiseLayer(keras.layers.Layer):
         return {**super().get_config(), "sigma": self.sigma, "seed": self.seed}
 
 
+def as_config(cls, value):
+    """``None`` -> defaults, a dict (from ``get_config``) -> ``cls(**dict)``, an instance -> itself."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    return cls(**value)
+
+
 def solver_block(solver, method: MethodConfig, seed: int, symmetric_noise: bool = False):
     """The layers ``[noise] -> [projection] -> solver -> [gradient noise]`` for a method config."""
     blocks = []

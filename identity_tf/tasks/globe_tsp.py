@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from identity_tf import solvers
-from identity_tf.tasks.common import MethodConfig, solver_block
+from identity_tf.tasks.common import MethodConfig, as_config, solver_block
 
 FLAG_SHAPE = (20, 40, 3)
 
@@ -65,8 +65,8 @@ class GlobeTSP(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.task_config = _as(GlobeTSPConfig, config)
-        self.method = _as(MethodConfig, method)
+        self.task_config = as_config(GlobeTSPConfig, config)
+        self.method = as_config(MethodConfig, method)
         self.seed = seed
         k = self.task_config.k
         self.encoder = keras.Sequential(
@@ -137,11 +137,3 @@ def tour_accuracy(y_true, y_pred):
     """1 if the predicted tour is exactly the true one, else 0, per example."""
     y_true = tf.cast(y_true, y_pred.dtype)
     return tf.cast(tf.reduce_all(tf.equal(tf.round(y_pred), y_true), axis=[1, 2]), y_pred.dtype)
-
-
-def _as(cls, value):
-    if value is None:
-        return cls()
-    if isinstance(value, cls):
-        return value
-    return cls(**value)

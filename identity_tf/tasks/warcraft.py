@@ -8,8 +8,7 @@ import keras
 import tensorflow as tf
 
 from identity_tf import layers, solvers
-from identity_tf.tasks.common import MethodConfig, solver_block
-from identity_tf.tasks.globe_tsp import _as
+from identity_tf.tasks.common import MethodConfig, as_config, solver_block
 
 
 @dataclasses.dataclass
@@ -82,8 +81,8 @@ class WarcraftShortestPath(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.task_config = _as(WarcraftConfig, config)
-        self.method = _as(MethodConfig, method)
+        self.task_config = as_config(WarcraftConfig, config)
+        self.method = as_config(MethodConfig, method)
         self.seed = seed
         k = self.task_config.size
         self.backbone = resnet18_stem(8 * k, k)
