@@ -380,9 +380,13 @@ def make_strategy(name: str):
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        # all GPUs; without GPUs, all logical CPU devices (tests configure two)
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices)
+        if gpus:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        # Without GPUs: all logical CPU devices (tests configure two), reduced on one device. Collective
+        # all-reduce between CPU devices broke when a second strategy was made in the same process
+        # ("Shape mismatch in the collective instance"), seen in this project's test suite.
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()

@@ -141,10 +141,15 @@ def test_mixed_float16():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_fit_under_mirrored_strategy_with_host_solver():
+def mirrored():
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy(devices)
+    # ReductionToOneDevice: CPU collectives clash across strategies made in one process (see train.make_strategy)
+    return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def test_fit_under_mirrored_strategy_with_host_solver():
+    strategy = mirrored()
     x = RNG.normal(size=(32, 9)).astype(np.float32)
     y = itf.solvers.LinearAssignment()(x.reshape(-1, 3, 3)).numpy()
     with strategy.scope():
@@ -160,8 +165,7 @@ def test_fit_under_mirrored_strategy_with_host_solver():
 
 
 def test_replicas_draw_different_noise():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = mirrored()
     with strategy.scope():
         layer = itf.layers.NoiseMarginLayer(alpha=1.0, seed=0)
 
