@@ -100,6 +100,27 @@ def as_config(cls, value):
     return cls(**value)
 
 
+class TaskModel(keras.Model):
+    """Base of the task models: holds the task's config dataclass, the method config and the seed, and
+    serialises them. Subclasses set ``config_class`` and build their layers after ``super().__init__``."""
+
+    config_class: type = None
+
+    def __init__(self, config=None, method: MethodConfig | dict | None = None, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.task_config = as_config(self.config_class, config)
+        self.method = as_config(MethodConfig, method)
+        self.seed = seed
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "config": dataclasses.asdict(self.task_config),
+            "method": dataclasses.asdict(self.method),
+            "seed": self.seed,
+        }
+
+
 def solver_block(solver, method: MethodConfig, seed: int, symmetric_noise: bool = False):
     """The layers ``[noise] -> [projection] -> solver -> [gradient noise]`` for a method config."""
     blocks = []

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from identity_tf import solvers
-from identity_tf.tasks.common import MethodConfig, as_config, solver_block
+from identity_tf.tasks.common import MethodConfig, TaskModel, solver_block
 
 FLAG_SHAPE = (20, 40, 3)
 
@@ -42,7 +42,7 @@ class GlobeTSPConfig:
 
 
 @keras.saving.register_keras_serializable(package="identity_tf")
-class GlobeTSP(keras.Model):
+class GlobeTSP(TaskModel):
     """CNN on k flags -> k points on the unit sphere -> chord distances -> [margin] -> [projection] -> TSP.
 
     The paper's network: conv (20 channels, kernel 4, stride 2), conv (50, 4, 2), a fully connected layer of 500,
@@ -57,17 +57,12 @@ class GlobeTSP(keras.Model):
         Tour adjacency ``[B, k, k]``.
     """
 
+    config_class = GlobeTSPConfig
+
     def __init__(
-        self,
-        config: GlobeTSPConfig | dict | None = None,
-        method: MethodConfig | dict | None = None,
-        seed: int = 0,
-        **kwargs,
+        self, config: GlobeTSPConfig | dict | None = None, method: MethodConfig | dict | None = None, seed=0, **kwargs
     ):
-        super().__init__(**kwargs)
-        self.task_config = as_config(GlobeTSPConfig, config)
-        self.method = as_config(MethodConfig, method)
-        self.seed = seed
+        super().__init__(config, method, seed, **kwargs)
         k = self.task_config.k
         self.encoder = keras.Sequential(
             [
@@ -107,14 +102,6 @@ class GlobeTSP(keras.Model):
         for block in self.blocks:
             x = block(x, training=training)
         return x
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "config": dataclasses.asdict(self.task_config),
-            "method": dataclasses.asdict(self.method),
-            "seed": self.seed,
-        }
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.globe_tsp")

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from identity_tf import layers, solvers
-from identity_tf.tasks.common import MethodConfig, as_config, solver_block
+from identity_tf.tasks.common import MethodConfig, TaskModel, solver_block
 
 
 @dataclasses.dataclass
@@ -60,7 +60,7 @@ def resnet18_stem(image_size: int, grid_size: int) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="identity_tf")
-class WarcraftShortestPath(keras.Model):
+class WarcraftShortestPath(TaskModel):
     """ResNet18 stem -> ``[B, k, k]`` -> [margin noise] -> softplus -> [projection] -> ShortestPath.
 
     The margin noise (when ``method.alpha > 0``) is added *before* the softplus so that the costs stay >= 0, as the
@@ -73,17 +73,12 @@ class WarcraftShortestPath(keras.Model):
         Path indicator ``[B, k, k]``.
     """
 
+    config_class = WarcraftConfig
+
     def __init__(
-        self,
-        config: WarcraftConfig | dict | None = None,
-        method: MethodConfig | dict | None = None,
-        seed: int = 0,
-        **kwargs,
+        self, config: WarcraftConfig | dict | None = None, method: MethodConfig | dict | None = None, seed=0, **kwargs
     ):
-        super().__init__(**kwargs)
-        self.task_config = as_config(WarcraftConfig, config)
-        self.method = as_config(MethodConfig, method)
-        self.seed = seed
+        super().__init__(config, method, seed, **kwargs)
         k = self.task_config.size
         self.backbone = resnet18_stem(8 * k, k)
         self.margin = layers.NoiseMarginLayer(self.method.alpha, seed=seed) if self.method.alpha > 0 else None
@@ -102,14 +97,6 @@ class WarcraftShortestPath(keras.Model):
         for block in self.blocks:
             x = block(x, training=training)
         return x
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "config": dataclasses.asdict(self.task_config),
-            "method": dataclasses.asdict(self.method),
-            "seed": self.seed,
-        }
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.warcraft")
