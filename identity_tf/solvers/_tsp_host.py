@@ -2,8 +2,9 @@
 
 Both take one symmetric ``[k, k]`` float64 distance matrix (the diagonal is ignored) and return the
 ``[k, k]`` symmetric 0/1 adjacency matrix of an optimal tour. They are called from a thread pool by
-:class:`identity_tf.solvers.TSP`. CP-SAT releases the GIL while solving (threads scale); scipy 1.17's
-HiGHS wrapper does not (MILP threads run one at a time).
+:class:`identity_tf.solvers.TSP`. CP-SAT releases the GIL while solving (threads scale). For scipy 1.17's
+HiGHS wrapper our measurements disagree: no speed-up from 2 threads under load, 1.97x on an idle machine
+(``benchmarks/bench_tsp.py``).
 """
 
 from __future__ import annotations

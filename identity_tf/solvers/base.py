@@ -6,7 +6,7 @@ methods in :mod:`identity_tf.gradients` wrap a solver. Two families exist:
 * :class:`Solver` subclasses implement ``_solve`` in pure TensorFlow (``xla = True``).
 * :class:`HostSolver` subclasses implement ``solve_one`` in numpy on the host; the batch is solved in a thread
   pool behind ``tf.numpy_function`` (OR-Tools CP-SAT and scipy's ``linear_sum_assignment`` release the GIL and
-  scale with threads; scipy's HiGHS wrapper was measured to hold it).
+  scale with threads; see ``TSP`` for HiGHS).
 """
 
 from __future__ import annotations
