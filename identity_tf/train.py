@@ -26,6 +26,7 @@ import tensorflow as tf
 import yaml
 
 from identity_tf import layers
+from identity_tf.tasks import dvae_spec
 from identity_tf.tasks import globe_tsp as globe_tsp_task
 from identity_tf.tasks import warcraft as warcraft_task
 from identity_tf.tasks.common import MethodConfig
@@ -332,6 +333,8 @@ TASKS: dict[str, TaskSpec] = {
         datasets=_warcraft_datasets,
         plot=_plot_warcraft,
     ),
+    # DVAE on MNIST (issue 4, first part): settings live in the `model` section, see tasks/dvae_spec.py
+    "dvae": dvae_spec.task_spec(),
 }
 
 

@@ -98,8 +98,8 @@ def _check(data: MNIST, source: str) -> MNIST:
             )
         if x.dtype != np.uint8:
             raise DataError(f"{source}: `x_{split}` must be uint8 (0..255). Received: dtype={x.dtype}")
-        if y.size and (y.min() < 0 or y.max() > 9):
-            raise DataError(f"{source}: `y_{split}` must hold labels 0..9.")
+        if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() > 9)):
+            raise DataError(f"{source}: `y_{split}` must hold integer labels 0..9. Received: dtype={y.dtype}")
     return data
 
 
@@ -118,9 +118,9 @@ def read_npz(path: str | os.PathLike) -> MNIST:
         raise
     except Exception as error:  # zipfile.BadZipFile, ValueError, OSError, EOFError ...
         raise DataError(f"Cannot read the MNIST file {str(path)!r} (corrupt or not an .npz): {error}") from error
-    arrays["y_train"] = arrays["y_train"].astype(np.uint8) if arrays["y_train"].dtype.kind in "iu" else arrays["y_train"]
-    arrays["y_test"] = arrays["y_test"].astype(np.uint8) if arrays["y_test"].dtype.kind in "iu" else arrays["y_test"]
-    return _check(MNIST(**arrays), str(path))
+    data = _check(MNIST(**arrays), str(path))
+    data.y_train, data.y_test = data.y_train.astype(np.uint8), data.y_test.astype(np.uint8)
+    return data
 
 
 def _atomic_savez(path: pathlib.Path, data: MNIST) -> None:
@@ -221,4 +221,3 @@ def make_dataset(x, batch_size: int, shuffle: bool = False, seed: int = 0):
         return images, images
 
     return dataset.batch(batch_size).map(to_pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-

@@ -1,0 +1,283 @@
+"""DVAE on MNIST: exact N-ELBO against numpy, k-hot latents, gradients of every method, the projections' Jacobians,
+config errors, MirroredStrategy, serialisation and one tiny end-to-end `train.train` run on real MNIST."""
+
+import json
+import os
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from identity_tf import train
+from identity_tf.tasks import dvae, dvae_spec
+from identity_tf.tasks.common import MethodConfig
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs" / "dvae"
+RNG = np.random.default_rng(7)
+
+
+def images(n, seed=0):
+    """Grey-level images ``[n, 784]`` in [0, 1] with exact zeros and ones, like MNIST."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.uniform(-0.5, 1.5, size=(n, 784)), 0.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------- numpy model
+def numpy_nelbo(model, x):
+    """Per-example (BCE, KL) of a noise-free DVAE, recomputed in float64 from the model's weights."""
+
+    def mlp(seq, h):
+        dense = seq.layers
+        for i, layer in enumerate(dense):
+            kernel, bias = (np.asarray(v, np.float64) for v in layer.get_weights())
+            h = h @ kernel + bias
+            if i < len(dense) - 1:
+                h = np.maximum(h, 0.0)
+        return h
+
+    x = x.astype(np.float64)
+    logits = mlp(model.encoder, x).reshape(-1, 20, 20)
+    order = np.argsort(-logits, axis=-1, kind="stable")[..., :10]  # P_std keeps the order within each group
+    y = np.zeros_like(logits)
+    np.put_along_axis(y, order, 1.0, axis=-1)
+    out = mlp(model.decoder, y.reshape(-1, 400))
+    bce = np.sum(np.maximum(out, 0) - out * x + np.log1p(np.exp(-np.abs(out))), axis=-1)
+    q = np.exp(logits - logits.max(-1, keepdims=True))
+    q /= q.sum(-1, keepdims=True)
+    kl = np.sum(q * (np.log(q + 1e-20) - np.log(1.0 / 20)), axis=(1, 2))
+    return bce, kl
+
+
+def compiled(config, seed=0):
+    model = dvae.DiscreteVAE(config, seed=seed)
+    model(images(1))  # build
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=dvae.negative_elbo, jit_compile=False)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------- tests
+def test_nelbo_matches_numpy_exactly():
+    x = images(7)
+    model = compiled({"method": "identity", "projection": "std", "projection_scope": "group", "eval_noise": False})
+    bce, kl = numpy_nelbo(model, x)
+    assert kl.min() > 0 and bce.min() > 100
+    np.testing.assert_allclose(dvae.negative_elbo(x, model(x)).numpy(), bce, rtol=1e-5)
+    np.testing.assert_allclose(dvae.kl_to_uniform(model.encode(x)).numpy(), kl, rtol=1e-4)
+    # evaluate: batches of 4 + 3, so the partial batch must be weighted by its size
+    result = model.evaluate(x, x, batch_size=4, return_dict=True, verbose=0)
+    np.testing.assert_allclose(result["nelbo"], np.mean(bce + kl), rtol=1e-5)
+    np.testing.assert_allclose(result["loss"], np.mean(bce + kl), rtol=1e-5)
+    np.testing.assert_allclose(result["kl"], np.mean(kl), rtol=1e-4)
+    np.testing.assert_allclose(result["bce"], np.mean(bce), rtol=1e-5)
+
+
+def test_nelbo_under_mirrored_strategy_equals_single_device():
+    assert len(tf.config.list_logical_devices("CPU")) == 2  # set up by the root conftest
+    x = images(10, seed=1)
+    config = {"method": "identity", "projection": "std", "eval_noise": False}
+    single = compiled(config)
+    bce, kl = numpy_nelbo(single, x)
+    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    with strategy.scope():
+        model = compiled(config)
+    model.set_weights(single.get_weights())
+    data = tf.data.Dataset.from_tensor_slices((x, x)).batch(4)  # global batches 4, 4, 2
+    result = model.evaluate(data, return_dict=True, verbose=0)
+    np.testing.assert_allclose(result["nelbo"], np.mean(bce + kl), rtol=1e-5)
+    np.testing.assert_allclose(result["kl"], np.mean(kl), rtol=1e-4)
+    # one SGD step under the strategy equals one on a single device (each loss term scaled per replica correctly);
+    # tau = 1e-6 makes the Sum-of-Gamma noise too small to change the top-k, so the step is deterministic
+    quiet = {"method": "identity", "projection": "std", "tau": 1e-6}
+    single, replicated = compiled(quiet), None
+    with strategy.scope():
+        replicated = compiled(quiet)
+    replicated.set_weights(single.get_weights())
+    before = single.encoder.weights[0].numpy().copy()
+    for m in (single, replicated):
+        m.compile(optimizer=keras.optimizers.SGD(0.01), loss=dvae.negative_elbo, jit_compile=False)
+        m.fit(tf.data.Dataset.from_tensor_slices((x[:4], x[:4])).batch(4), epochs=1, verbose=0)
+    for a, b in zip(single.trainable_weights, replicated.trainable_weights):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-6)
+    assert np.abs(single.encoder.weights[0].numpy() - before).max() > 1e-5  # the step moved the encoder
+
+
+@pytest.mark.parametrize("method", ["identity", "imle", "gumbel_st"])
+@pytest.mark.parametrize("training", [True, False])
+def test_latent_has_exactly_k_ones_per_group(method, training):
+    model = dvae.DiscreteVAE({"method": method, "projection": "std" if method == "identity" else "none"}, seed=2)
+    y = model.latent(images(6, seed=3), training=training).numpy()
+    assert y.shape == (6, 20, 20)
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(y.sum(axis=-1), 10.0)
+
+
+@pytest.mark.parametrize(
+    "method,projection", [("identity", "std"), ("identity", "none"), ("imle", "none"), ("gumbel_st", "none")]
+)
+def test_gradient_reaches_the_encoder_through_the_sampler(method, projection):
+    model = dvae.DiscreteVAE({"method": method, "projection": projection}, seed=4)
+    x = images(16, seed=5)
+    model(x)
+    with tf.GradientTape() as tape:
+        reconstruction = tf.reduce_mean(dvae.negative_elbo(x, model(x, training=True)))  # no KL: only the solver path
+    grads = tape.gradient(reconstruction, model.encoder.trainable_variables)
+    for g in grads:
+        assert g is not None and np.all(np.isfinite(g.numpy()))
+    assert np.linalg.norm(grads[0].numpy()) > 0  # first-layer kernel
+
+
+def jacobian_transpose(projection, w, u):
+    """``P'(w)^T u`` per example over all 400 entries, from the closed forms (Jacobians are symmetric)."""
+    w, u = w.reshape(len(w), -1).astype(np.float64), u.reshape(len(u), -1).astype(np.float64)
+
+    def mean_t(v):
+        return v - v.mean(axis=1, keepdims=True)
+
+    def norm_t(c, v):
+        n = np.linalg.norm(c, axis=1, keepdims=True)
+        z = c / n
+        return (v - z * np.sum(z * v, axis=1, keepdims=True)) / n
+
+    if projection == "none":
+        return u
+    if projection == "mean":
+        return mean_t(u)
+    if projection == "norm":
+        return norm_t(w, u)
+    return mean_t(norm_t(mean_t(w), u))
+
+
+@pytest.mark.parametrize("scope", ["example", "group"])
+@pytest.mark.parametrize("projection", ["none", "mean", "norm", "std"])
+def test_identity_gradient_is_projection_jacobian_transpose(projection, scope):
+    config = {"method": "identity", "projection": projection, "projection_scope": scope}
+    model = dvae.DiscreteVAE(config, seed=6)
+    theta = tf.Variable(RNG.normal(size=(3, 20, 20)).astype(np.float32))
+    upstream = RNG.normal(size=(3, 20, 20)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        w = model.perturb(theta, training=True)  # logits + SoG noise
+        y = model.select(model.project(w), training=True)
+        loss = tf.reduce_sum(y * upstream)
+    assert not np.allclose(w.numpy(), theta.numpy())  # the noise is on
+    np.testing.assert_array_equal(y.numpy().sum(-1), 10.0)
+    # TopK is a "max" solver: Identity passes +dl/dy back; autodiff of the projection applies P'(w)^T, where one
+    # projection acts on an example's 400 logits ("example") or on each group's 20 ("group")
+    rows = 3 if scope == "example" else 60
+    grad = tape.gradient(loss, theta).numpy().reshape(rows, -1)
+    expected = jacobian_transpose(projection, w.numpy().reshape(rows, -1), upstream.reshape(rows, -1))
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+    if projection == "std":
+        assert abs(np.dot(grad[0], np.ones(grad.shape[1]))) < 1e-5  # P_std's update is orthogonal to 1 ...
+        centred = w.numpy().reshape(rows, -1)[0] - w.numpy().reshape(rows, -1)[0].mean()
+        assert abs(np.dot(grad[0], centred)) < 1e-4  # ... and to the (centred) costs
+
+
+def test_noise_at_evaluation_follows_eval_noise():
+    x = images(4, seed=8)
+    noisy = dvae.DiscreteVAE({"method": "identity"}, seed=9)
+    clean = dvae.DiscreteVAE({"method": "identity", "eval_noise": False}, seed=9)
+    clean(x)
+    noisy(x)
+    noisy.set_weights(clean.get_weights())
+    np.testing.assert_array_equal(clean.latent(x).numpy(), clean.latent(x).numpy())
+    assert not np.array_equal(noisy.latent(x).numpy(), clean.latent(x).numpy())
+    imle_clean = dvae.DiscreteVAE({"method": "imle", "projection": "none", "eval_noise": False}, seed=9)
+    imle_clean(x)
+    imle_clean.set_weights(clean.get_weights())
+    np.testing.assert_array_equal(imle_clean.latent(x).numpy(), clean.latent(x).numpy())  # both = top-k(logits)
+
+
+@pytest.mark.parametrize(
+    "values,match",
+    [
+        ({"method": "blackbox"}, "model.method"),
+        ({"projection": "auto"}, "model.projection"),
+        ({"noise_variant": "rate"}, "model.noise_variant"),
+        ({"k": 0}, "model.k"),
+        ({"k": 21}, "model.k"),
+        ({"k": 2.5}, "model.k"),
+        ({"s": 0}, "model.s"),
+        ({"tau": 0.0}, "model.tau"),
+        ({"lam": -1.0}, "model.lam"),
+        ({"temperature": 0}, "model.temperature"),
+        ({"eval_noise": "yes"}, "model.eval_noise"),
+        ({"projection_scope": "batch"}, "model.projection_scope"),
+    ],
+)
+def test_config_errors(values, match):
+    with pytest.raises(ValueError, match=match):
+        dvae.DVAEConfig(**values)
+
+
+def test_data_config_errors_and_method_section():
+    with pytest.raises(ValueError, match="data.val_size"):
+        dvae_spec.DVAEData(val_size=60000)
+    with pytest.raises(ValueError, match="data.max_train"):
+        dvae_spec.DVAEData(max_train=0)
+    config = train.RunConfig("dvae", dvae_spec.DVAEData(), dvae.DVAEConfig(), MethodConfig(gradient="imle"), None)
+    with pytest.raises(ValueError, match="leave the `method` section empty"):
+        dvae_spec.build_model(config)
+
+
+def test_model_round_trips_through_keras_file(tmp_path):
+    x = images(3, seed=10)
+    model = dvae.DiscreteVAE({"method": "gumbel_st", "projection": "none", "eval_noise": False}, seed=1)
+    expected = model(x).numpy()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    assert loaded.task_config == model.task_config
+    np.testing.assert_allclose(loaded(x).numpy(), expected, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- end to end
+@pytest.fixture
+def dvae_task(monkeypatch, tmp_path):
+    from identity_tf.datasets import cache, mnist
+
+    monkeypatch.setitem(train.TASKS, "dvae", dvae_spec.task_spec())
+    monkeypatch.setattr(mnist, "KERAS_CACHE", tmp_path / "no-keras" / "mnist.npz")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    downloads = pathlib.Path(cache.data_dir()) / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    os.symlink(downloads, data_dir / "downloads")  # reuse the verified wheel
+    return str(data_dir)
+
+
+def test_shipped_configs_validate(dvae_task):
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    assert names == ["gumbel_st", "identity_mean", "identity_none", "identity_norm", "identity_std", "imle"]
+    for path in CONFIGS.glob("*.yaml"):
+        config = train.load_config(path)
+        assert config.train.batch_size == 100 and config.train.epochs == 100 and config.train.learning_rate == 1e-3
+        assert config.method == MethodConfig()
+        if config.model.method == "identity":
+            assert config.model.projection_scope == "group" and config.model.noise_variant == "dvae_notebook"
+        quick = train.load_config(path, quick=True)
+        assert quick.data.max_train == 10000 and quick.train.epochs == 5
+        assert "Gamma" in path.read_text() or "Gumbel" in path.read_text()
+    assert train.load_config(CONFIGS / "imle.yaml").model.method == "imle"
+
+
+def test_train_end_to_end(dvae_task, tmp_path):
+    overrides = {
+        "data.data_dir": dvae_task,
+        "data.max_train": 500,
+        "data.max_val": 200,
+        "data.max_test": 200,
+        "train.epochs": 1,
+    }
+    config = train.load_config(CONFIGS / "identity_std.yaml", overrides)
+    run_dir = tmp_path / "run"
+    metrics = train.train(config, run_dir, verbose=0)
+    assert np.isfinite(metrics["test"]["nelbo"]) and 100 < metrics["test"]["nelbo"] < 600
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["nelbo"] == metrics["test"]["nelbo"]
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"nelbo", "val_nelbo", "kl", "val_kl", "bce"} <= set(header)
+    for name in ("best.weights.h5", "model.keras", "reconstructions.png", "learning_curves.png"):
+        assert (run_dir / name).is_file(), name
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["method"] == "identity"
