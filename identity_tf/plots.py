@@ -35,6 +35,25 @@ def learning_curves(history_csv, out_png) -> pathlib.Path:
     return pathlib.Path(out_png)
 
 
+def compare_curves(histories: dict, column: str, out_png, scale: float = 1.0) -> pathlib.Path:
+    """One curve per run: ``column`` of each ``CSVLogger`` history against the epoch (missing files are skipped)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for name, path in histories.items():
+        if not pathlib.Path(path).exists():
+            continue
+        with open(path) as f:
+            rows = [r for r in csv.DictReader(f) if r.get(column) not in (None, "")]
+        ax.plot([int(r["epoch"]) + 1 for r in rows], [scale * float(r[column]) for r in rows], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(out_png)
+
+
 def _edges(adjacency):
     i, j = np.nonzero(np.triu(np.asarray(adjacency) > 0.5, 1))
     return list(zip(i.tolist(), j.tolist()))

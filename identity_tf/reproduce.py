@@ -12,8 +12,9 @@ A grid is ``configs/<task>/reproduce.yaml``::
         set: {method.gradient_noise: 0.25}   # optional overrides
         paper: "99.67 ± 0.10"
 
-Results go to ``<out>/<row>/seed<N>/`` (each a normal run directory, so an interrupted grid resumes) and the table to
-``<out>/table.md`` and ``<out>/table.json``.
+Results go to ``<out>/<row>/seed<N>/`` (each a normal run directory, so an interrupted grid resumes), the table to
+``<out>/table.md`` and ``<out>/table.json``, and the validation curves of every row (first seed) to
+``<out>/curves.png`` (e.g. the N-ELBO curves of the paper's DVAE figures).
 """
 
 from __future__ import annotations
@@ -84,4 +85,8 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(table + "\n")
     (out_dir / "table.json").write_text(json.dumps({"table": header, "seeds": seeds, "rows": results}, indent=2))
+    from identity_tf import plots
+
+    histories = {r["name"]: out_dir / _slug(r["name"]) / f"seed{seeds[0]}" / "history.csv" for r in rows}
+    plots.compare_curves(histories, f"val_{grid['metric']}", out_dir / "curves.png", scale=scale)
     return table
