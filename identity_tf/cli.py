@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("reproduce", help="run a paper table's grid and print it beside the paper's numbers")
-    p.add_argument("task", help="a folder of configs/ with a reproduce.yaml: globe_tsp, warcraft, dvae")
+    p.add_argument("task", help="a folder of configs/ with a reproduce.yaml: globe_tsp, warcraft, dvae, l2x")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the grid's)")
     p.add_argument("--only", nargs="+", help="run only the rows with these names")

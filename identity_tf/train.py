@@ -28,6 +28,7 @@ import yaml
 from identity_tf import layers
 from identity_tf.tasks import dvae_spec
 from identity_tf.tasks import globe_tsp as globe_tsp_task
+from identity_tf.tasks import l2x_spec
 from identity_tf.tasks import warcraft as warcraft_task
 from identity_tf.tasks.common import MethodConfig
 
@@ -335,6 +336,8 @@ TASKS: dict[str, TaskSpec] = {
     ),
     # DVAE on MNIST (issue 4, first part): settings live in the `model` section, see tasks/dvae_spec.py
     "dvae": dvae_spec.task_spec(),
+    # L2X on BeerAdvocate-format reviews (issue 4, second part): settings in `model`, see tasks/l2x_spec.py
+    "l2x": l2x_spec.task_spec(),
 }
 
 

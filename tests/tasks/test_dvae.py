@@ -249,9 +249,11 @@ def dvae_task(monkeypatch, tmp_path):
 
 
 def test_shipped_configs_validate(dvae_task):
-    names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != "reproduce")
     assert names == ["gumbel_st", "identity_mean", "identity_none", "identity_norm", "identity_std", "imle"]
     for path in CONFIGS.glob("*.yaml"):
+        if path.stem == "reproduce":
+            continue
         config = train.load_config(path)
         assert config.train.batch_size == 100 and config.train.epochs == 100 and config.train.learning_rate == 1e-3
         assert config.method == MethodConfig()
