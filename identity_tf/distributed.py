@@ -49,6 +49,8 @@ def train_multi_worker(config, spec, run_dir: pathlib.Path, verbose=1) -> dict:
             y_pred = model(x, training=training)
             per_example = spec.loss(y, y_pred)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            if model.losses:  # add_loss terms / regularisers, averaged over replicas like the data loss
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         if training:
             grads = tape.gradient(loss, model.trainable_variables)
             model.optimizer.apply(grads, model.trainable_variables)
