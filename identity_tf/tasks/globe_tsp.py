@@ -106,9 +106,15 @@ class GlobeTSP(TaskModel):
 
 @keras.saving.register_keras_serializable(package="identity_tf.globe_tsp")
 def hamming_loss(y_true, y_pred):
-    """L1 loss between tours, per example: ``mean |A_pred - A_true|`` over the ``k x k`` entries."""
+    """L1 loss between tours, per example: ``sum |A_pred - A_true|`` over the ``k x k`` entries.
+
+    A sum, not a mean, as in the Blackbox-Backprop code: BB's ``lambda`` perturbs the costs by
+    ``lambda * dl/dy``, so the loss scale sets the perturbation size (with a per-entry mean, ``lambda = 20``
+    perturbed by ``20 / k^2`` of the intended amount and BB's gradient was mostly zero). Adam is insensitive to the
+    scale, so Identity trains the same either way.
+    """
     y_true = tf.cast(y_true, y_pred.dtype)
-    return tf.reduce_mean(tf.abs(y_pred - y_true), axis=[1, 2])
+    return tf.reduce_sum(tf.abs(y_pred - y_true), axis=[1, 2])
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.globe_tsp")
