@@ -91,6 +91,15 @@ class GradientNoiseLayer(keras.layers.Layer):
         return {**super().get_config(), "sigma": self.sigma, "seed": self.seed}
 
 
+def require_default_method(task: str, method: MethodConfig) -> None:
+    """For tasks whose method settings live in their own `model` section (DVAE, L2X)."""
+    if method != MethodConfig():
+        raise ValueError(
+            f"The {task} task takes its method settings from the `model` section (model.method, model.projection, "
+            f"model.lam, ...); leave the `method` section empty. Received: method={dataclasses.asdict(method)}"
+        )
+
+
 def as_config(cls, value):
     """``None`` -> defaults, a dict (from ``get_config``) -> ``cls(**dict)``, an instance -> itself."""
     if value is None:

@@ -65,13 +65,9 @@ def datasets(config):
 
 
 def build_model(config):
-    from identity_tf.tasks.common import MethodConfig
+    from identity_tf.tasks.common import require_default_method
 
-    if config.method != MethodConfig():
-        raise ValueError(
-            "The DVAE task takes its method settings from the `model` section (model.method, model.projection, "
-            f"model.lam, ...); leave the `method` section empty. Received: method={dataclasses.asdict(config.method)}"
-        )
+    require_default_method("DVAE", config.method)
     return dvae.DiscreteVAE(config.model, seed=config.train.seed)
 
 

@@ -123,13 +123,9 @@ def datasets(config):
 
 
 def build_model(config):
-    from identity_tf.tasks.common import MethodConfig
+    from identity_tf.tasks.common import require_default_method
 
-    if config.method != MethodConfig():
-        raise ValueError(
-            "The L2X task takes its method settings from the `model` section (model.method, model.projection, "
-            f"model.lam, ...); leave the `method` section empty. Received: method={dataclasses.asdict(config.method)}"
-        )
+    require_default_method("L2X", config.method)
     data = load_data(config.data)
     return l2x.L2X(config.model, embeddings=data.embeddings, seed=config.train.seed)
 
