@@ -41,12 +41,20 @@ def _train(args) -> int:
 
 
 def _summary(task: str, test: dict) -> str:
+    """One line with the task's headline test metrics."""
     if task == "globe_tsp":
         return (
             f"Test accuracy: exact tours {100 * test['tour_accuracy']:.2f} %, "
             f"tour edges {100 * test['edge_accuracy']:.2f} %"
         )
-    return f"Test cost ratio x100: {test['cost_ratio']:.2f}, exact paths {100 * test['exact_path_accuracy']:.2f} %"
+    if task == "warcraft":
+        return f"Test cost ratio x100: {test['cost_ratio']:.2f}, exact paths {100 * test['exact_path_accuracy']:.2f} %"
+    if task == "dvae":
+        return f"Test N-ELBO: {test['nelbo']:.2f} (BCE {test['bce']:.2f} + KL {test['kl']:.2f})"
+    if task == "l2x":
+        precision = f", rationale precision {test['rationale_precision']:.3f}" if "rationale_precision" in test else ""
+        return f"Test MSE x100: {100 * test['mse']:.2f}{precision}"
+    return "Test metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items())
 
 
 def _reproduce(args) -> int:

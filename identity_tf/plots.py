@@ -35,19 +35,33 @@ def learning_curves(history_csv, out_png) -> pathlib.Path:
     return pathlib.Path(out_png)
 
 
-def compare_curves(histories: dict, column: str, out_png, scale: float = 1.0) -> pathlib.Path:
-    """One curve per run: ``column`` of each ``CSVLogger`` history against the epoch (missing files are skipped)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    for name, path in histories.items():
-        if not pathlib.Path(path).exists():
-            continue
-        with open(path) as f:
-            rows = [r for r in csv.DictReader(f) if r.get(column) not in (None, "")]
-        ax.plot([int(r["epoch"]) + 1 for r in rows], [scale * float(r[column]) for r in rows], label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(column)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: str | None = None) -> pathlib.Path:
+    """One curve per run of each ``column`` of the runs' ``CSVLogger`` histories against the epoch.
+
+    Args:
+        histories: ``{run name: history.csv path}`` (missing files are skipped).
+        column: A history column, or a list of them (one panel each).
+        out_png: Output file.
+        scale: Factor applied to every value.
+        title: Figure title.
+    """
+    columns = [column] if isinstance(column, str) else list(column)
+    fig, axes = plt.subplots(1, len(columns), figsize=(6.5 * len(columns), 4.0), squeeze=False)
+    for ax, name in zip(axes[0], columns):
+        for run, path in histories.items():
+            if not pathlib.Path(path).exists():
+                continue
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if r.get(name) not in (None, "")]
+            if rows:
+                ax.plot([int(r["epoch"]) + 1 for r in rows], [scale * float(r[name]) for r in rows], label=run)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

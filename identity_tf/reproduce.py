@@ -6,15 +6,23 @@ A grid is ``configs/<task>/reproduce.yaml``::
     metric: tour_accuracy       # key of metrics.json["test"]
     scale: 100                  # multiply before printing
     seeds: [0, 1, 2]
+    seed_keys: [train.seed]     # optional: the config keys a restart sets to its seed (default train.seed)
+    columns: [rationale_precision]   # optional: more test metrics, printed unscaled beside the main one (— if absent)
     rows:
       - name: TSP(5) Identity xi=0.2
         config: tsp5_identity_noise0.2.yaml
         set: {method.gradient_noise: 0.25}   # optional overrides
         paper: "99.67 ± 0.10"
+    figures:                    # optional: curves of chosen rows (first seed) from their history.csv
+      - file: fig3.png
+        title: Identity vs I-MLE
+        column: val_nelbo       # or a list of columns, one panel each
+        rows: [TSP(5) Identity xi=0.2]
 
 Results go to ``<out>/<row>/seed<N>/`` (each a normal run directory, so an interrupted grid resumes), the table to
-``<out>/table.md`` and ``<out>/table.json``, and the validation curves of every row (first seed) to
-``<out>/curves.png`` (e.g. the N-ELBO curves of the paper's DVAE figures).
+``<out>/table.md`` and ``<out>/table.json``, the validation curves of every row (first seed) to ``<out>/curves.png``
+and each of the grid's ``figures`` to ``<out>/<file>`` (e.g. the paper's DVAE Figures 3 and 5-7). A figure is drawn
+from the rows that ran (with ``--only``, some of its curves may be missing).
 """
 
 from __future__ import annotations
@@ -41,6 +49,18 @@ def load_grid(task: str, configs_root: pathlib.Path) -> dict:
     for key in ("table", "metric", "rows"):
         if key not in grid:
             raise train.ConfigError(f"{path} misses the key {key!r}")
+    valid = {"table", "metric", "scale", "seeds", "seed_keys", "columns", "rows", "figures"}
+    unknown = sorted(set(grid) - valid)
+    if unknown:
+        raise train.ConfigError(f"{path}: unknown key(s) {unknown}. Valid keys: {sorted(valid)}")
+    names = [row["name"] for row in grid["rows"]]
+    for figure in grid.get("figures") or []:
+        missing = [name for name in figure.get("rows", []) if name not in names]
+        if "file" not in figure or ("column" not in figure) or missing:
+            raise train.ConfigError(
+                f"{path}: a figure needs `file`, `column` and `rows` naming rows of the grid. "
+                f"Received: {figure!r}; unknown rows: {missing}; rows: {names}"
+            )
     return grid
 
 
@@ -51,24 +71,28 @@ def run(
     configs_root, out_dir = pathlib.Path(configs_root), pathlib.Path(out_dir)
     grid = load_grid(task, configs_root)
     seeds = list(seeds or grid.get("seeds", [0]))
+    seed_keys = list(grid.get("seed_keys") or ["train.seed"])
+    columns = list(grid.get("columns") or [])
     scale = float(grid.get("scale", 1.0))
     rows = [r for r in grid["rows"] if not only or r["name"] in only]
     if only and not rows:
         raise train.ConfigError(f"No rows named {only}. Rows: {[r['name'] for r in grid['rows']]}")
     results = []
     for row in rows:
-        values = []
+        values, extra = [], {column: [] for column in columns}
         for seed in seeds:
             run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
             metrics_path = run_dir / "metrics.json"
             if not metrics_path.exists():
                 overrides = dict(row.get("set") or {})
-                overrides["train.seed"] = seed
+                overrides.update({key: seed for key in seed_keys})
                 config = train.load_config(configs_root / task / row["config"], overrides, quick=quick)
                 print(f"[reproduce] {row['name']} seed {seed} -> {run_dir}", flush=True)
                 train.train(config, run_dir, strategy=strategy, verbose=verbose, plots=(seed == seeds[0]))
             metrics = json.loads(metrics_path.read_text())
             values.append(scale * metrics["test"][grid["metric"]])
+            for column in columns:
+                extra[column].append(metrics["test"].get(column, float("nan")))
         results.append(
             {
                 "name": row["name"],
@@ -76,17 +100,46 @@ def run(
                 "mean": float(np.mean(values)),
                 "std": float(np.std(values)),
                 "paper": row.get("paper", ""),
+                **{
+                    column: {"values": v, "mean": float(np.mean(v)), "std": float(np.std(v))}
+                    for column, v in extra.items()
+                },
             }
         )
     header = f"{grid['table']}{' (--quick sizes)' if quick else ''}; metric: {grid['metric']}"
-    lines = [f"### {header}", "", f"| run | ours (mean ± std over seeds {seeds}) | paper |", "|---|---|---|"]
-    lines += [f"| {r['name']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['paper']} |" for r in results]
+    extra_header = "".join(f" {column} |" for column in columns)
+    lines = [
+        f"### {header}",
+        "",
+        f"| run | ours (mean ± std over seeds {seeds}) |{extra_header} paper |",
+        "|---|---|" + "---|" * len(columns) + "---|",
+    ]
+    for r in results:
+        cells = "".join(
+            " — |" if np.isnan(r[c]["mean"]) else f" {r[c]['mean']:.3f} ± {r[c]['std']:.3f} |" for c in columns
+        )
+        lines.append(f"| {r['name']} | {r['mean']:.2f} ± {r['std']:.2f} |{cells} {r['paper']} |")
     table = "\n".join(lines)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(table + "\n")
     (out_dir / "table.json").write_text(json.dumps({"table": header, "seeds": seeds, "rows": results}, indent=2))
     from identity_tf import plots
 
-    histories = {r["name"]: out_dir / _slug(r["name"]) / f"seed{seeds[0]}" / "history.csv" for r in rows}
-    plots.compare_curves(histories, f"val_{grid['metric']}", out_dir / "curves.png", scale=scale)
+    def history(name):
+        return out_dir / _slug(name) / f"seed{seeds[0]}" / "history.csv"
+
+    plots.compare_curves(
+        {r["name"]: history(r["name"]) for r in rows}, f"val_{grid['metric']}", out_dir / "curves.png", scale=scale
+    )
+    ran = {r["name"] for r in rows}
+    for figure in grid.get("figures") or []:
+        histories = {name: history(name) for name in figure["rows"] if name in ran}
+        if histories:
+            plots.compare_curves(
+                histories,
+                figure["column"],
+                out_dir / figure["file"],
+                scale=figure.get("scale", 1.0),
+                title=figure.get("title"),
+            )
     return table

@@ -33,6 +33,7 @@ from identity_tf.tasks import warcraft as warcraft_task
 from identity_tf.tasks.common import MethodConfig
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+OPTIMIZERS = ("adam", "sgd")
 
 
 # ------------------------------------------------------------------------------------------------- configs
@@ -43,7 +44,9 @@ class TrainConfig:
     Attributes:
         epochs: Training epochs.
         batch_size: Global batch size.
-        learning_rate: Adam learning rate.
+        learning_rate: Learning rate of the optimizer.
+        optimizer: "adam" (the paper's runs) or "sgd" (paper Fig. 6 compares them on the DVAE).
+        momentum: SGD momentum (``optimizer: sgd`` only).
         lr_milestones: Epochs after which the learning rate is multiplied by ``lr_factor``.
         lr_factor: Learning-rate decay factor.
         seed: Seed of weights, noise and shuffling.
@@ -53,10 +56,23 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 50
     learning_rate: float = 1e-4
+    optimizer: str = "adam"
+    momentum: float = 0.0
     lr_milestones: list = dataclasses.field(default_factory=list)
     lr_factor: float = 0.1
     seed: int = 0
     jit_compile: Any = "auto"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"`train.optimizer` must be one of {OPTIMIZERS}. Received: optimizer={self.optimizer!r}")
+        if self.optimizer == "adam" and self.momentum:
+            raise ValueError(f"`train.momentum` applies to optimizer sgd only. Received: momentum={self.momentum!r}")
+
+    def make_optimizer(self) -> keras.optimizers.Optimizer:
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(self.learning_rate, momentum=self.momentum)
+        return keras.optimizers.Adam(self.learning_rate)
 
 
 @dataclasses.dataclass
@@ -120,6 +136,10 @@ class TaskSpec:
     mode: str
     datasets: Callable
     plot: Callable | None = None
+    # evaluate(model, data) -> extra test metrics of the tested weights, merged into metrics.json["test"]
+    evaluate: Callable | None = None
+    # callbacks(model, config, data) -> extra Keras callbacks whose logs go into history.csv (e.g. diagnostics)
+    callbacks: Callable | None = None
 
 
 @dataclasses.dataclass
@@ -411,7 +431,7 @@ def build_and_compile(config: RunConfig, spec: TaskSpec, strategy, sample=None) 
         if sample is not None:
             model(sample)
         model.compile(
-            optimizer=keras.optimizers.Adam(config.train.learning_rate),
+            optimizer=config.train.make_optimizer(),
             loss=spec.loss,
             metrics=list(spec.metrics),
             # XLA + MirroredStrategy failed in this project's probes (DESIGN.md section 8)
@@ -449,8 +469,11 @@ def train(
     model = build_and_compile(config, spec, dist, sample=next(iter(splits["train"]))[0])
     best_path = run_dir / "best.weights.h5"
     best_so_far = _best_logged(run_dir / "history.csv", spec.monitor, spec.mode) if best_path.exists() else None
+    # the task's own callbacks first, so that what they add to the epoch's logs reaches the CSV file
+    task_callbacks = list(spec.callbacks(model, config, data)) if spec.callbacks is not None else []
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        *task_callbacks,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(
             str(best_path),
@@ -476,9 +499,11 @@ def train(
     train_seconds = time.perf_counter() - start
     if best_path.exists():
         model.load_weights(str(best_path))
-    test = model.evaluate(splits["test"], return_dict=True, verbose=0)
+    test = {k: float(v) for k, v in model.evaluate(splits["test"], return_dict=True, verbose=0).items()}
+    if spec.evaluate is not None:
+        test.update({k: float(v) for k, v in spec.evaluate(model, data).items()})
     metrics = {
-        "test": {k: float(v) for k, v in test.items()},
+        "test": test,
         "train_seconds": train_seconds,
         "epochs": config.train.epochs,
         "strategy": strategy,

@@ -334,6 +334,93 @@ class DiscreteVAE(keras.Model):
         return {**super().get_config(), "config": dataclasses.asdict(self.task_config), "seed": self.seed}
 
 
+# ------------------------------------------------------------------------------------- gradient diagnostics
+def gradient_alignment(model: DiscreteVAE, x, training: bool = True) -> dict[str, tf.Tensor]:
+    """Compares the update Identity passes back with the update after differentiating through the projection.
+
+    Paper Fig. 7: with ``w`` the (perturbed) logits and ``w_hat = P(w)`` the solver's input, the Identity backward
+    pass hands ``g_hat = dl/dw_hat`` (= -dl/dy up to the solver's sense) to the projection, and autodiff turns it
+    into the update ``g = P'(w)^T g_hat`` of the logits. Without a projection ``g = g_hat``. Per example (over all
+    400 latent entries) this returns the cosine similarity ``<g, g_hat> / (|g| |g_hat|)`` and the norm ratio
+    ``|g| / |g_hat|``, averaged over the batch. The loss is the reconstruction part of the N-ELBO (the KL term does
+    not pass through the sampler).
+
+    Args:
+        model: A :class:`DiscreteVAE` with ``method="identity"``.
+        x: Images ``[B, 784]`` in [0, 1].
+        training: Draw the noise as in training.
+
+    Returns:
+        ``{"cosine": scalar, "norm_ratio": scalar}``.
+    """
+    if model.task_config.method != "identity":
+        raise ValueError(
+            f"Gradient alignment is defined for method 'identity'. Received: method={model.task_config.method!r}"
+        )
+    x = tf.convert_to_tensor(x, tf.float32)
+    w = model.perturb(model.encode(x), training=training)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(w)
+        w_hat = model.project(w)
+        reconstruction = model.decode(model.select(w_hat, training=training))
+        loss = tf.reduce_sum(negative_elbo(x, reconstruction))
+    g_hat = tf.reshape(tape.gradient(loss, w_hat), [-1, LATENT])
+    g = tf.reshape(tape.gradient(loss, w), [-1, LATENT])
+    del tape
+    g_norm, g_hat_norm = tf.norm(g, axis=-1), tf.norm(g_hat, axis=-1)
+    tiny = tf.constant(1e-30, g.dtype)
+    cosine = tf.reduce_sum(g * g_hat, axis=-1) / tf.maximum(g_norm * g_hat_norm, tiny)
+    return {"cosine": tf.reduce_mean(cosine), "norm_ratio": tf.reduce_mean(g_norm / tf.maximum(g_hat_norm, tiny))}
+
+
+def _as_pixels(images) -> np.ndarray:
+    """``[N, 28, 28]`` uint8 or ``[N, 784]`` floats -> ``[N, 784]`` float32 in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim < 1 or images[:1].size not in (0, PIXELS):
+        raise ValueError(f"`images` must be [N, 784] or [N, 28, 28]. Received: shape {images.shape}")
+    x = images.reshape(len(images), PIXELS).astype(np.float32)
+    return x / 255.0 if images.dtype == np.uint8 else x
+
+
+def mean_gradient_alignment(model: DiscreteVAE, images, batch_size: int = 100) -> dict[str, float]:
+    """:func:`gradient_alignment` averaged over ``images`` (``[N, 28, 28]`` uint8 or ``[N, 784]`` in [0, 1])."""
+    x = _as_pixels(images)
+    if len(x) == 0:
+        raise ValueError("`images` must hold at least one image. Received: 0 images")
+    sums = {"cosine": 0.0, "norm_ratio": 0.0}
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        values = gradient_alignment(model, batch)
+        for key in sums:
+            sums[key] += float(values[key]) * len(batch)
+    return {key: value / len(x) for key, value in sums.items()}
+
+
+class GradientAlignment(keras.callbacks.Callback):
+    """Logs :func:`mean_gradient_alignment` on fixed training images at the end of every epoch (paper Fig. 7).
+
+    Adds ``grad_cosine`` and ``grad_norm_ratio`` to the epoch's logs (so ``CSVLogger`` writes them to
+    ``history.csv``).
+
+    Args:
+        images: ``[N, 784]`` floats in [0, 1] or ``[N, 28, 28]`` uint8 (the trainer passes 1 000 training digits).
+        batch_size: Images per gradient computation.
+    """
+
+    def __init__(self, images, batch_size: int = 100):
+        super().__init__()
+        self.x = _as_pixels(images)
+        self.batch_size = int(batch_size)
+        if len(self.x) == 0:
+            raise ValueError("`images` must hold at least one image. Received: 0 images")
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = mean_gradient_alignment(self.model, self.x, self.batch_size)
+        if logs is not None:
+            logs["grad_cosine"] = values["cosine"]
+            logs["grad_norm_ratio"] = values["norm_ratio"]
+
+
 # --------------------------------------------------------------------------------------------------- plots
 def plot_reconstructions(model: DiscreteVAE, images, path, n: int = 10) -> pathlib.Path:
     """PNG of ``n`` images (top row) and their reconstructions (bottom row), written with matplotlib (Agg).
@@ -348,10 +435,7 @@ def plot_reconstructions(model: DiscreteVAE, images, path, n: int = 10) -> pathl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images = np.asarray(images)[:n]
-    x = images.reshape(len(images), -1).astype(np.float32)
-    if images.dtype == np.uint8:
-        x = x / 255.0
+    x = _as_pixels(np.asarray(images)[:n])
     recon = np.asarray(model.reconstruct(x, training=False))
     n = len(x)
     fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)

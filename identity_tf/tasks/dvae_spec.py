@@ -75,6 +75,24 @@ def plot(model, data, run_dir) -> None:
     dvae.plot_reconstructions(model, data["test"], pathlib.Path(run_dir) / "reconstructions.png")
 
 
+ALIGNMENT_IMAGES = 1000
+
+
+def callbacks(model, config, data):
+    """Identity runs log the paper's Fig. 7 diagnostics (``grad_cosine``, ``grad_norm_ratio``) every epoch."""
+    if config.model.method != "identity":
+        return []
+    return [dvae.GradientAlignment(data["train"][:ALIGNMENT_IMAGES], batch_size=config.train.batch_size)]
+
+
+def evaluate(model, data) -> dict:
+    """Identity runs: Fig. 7's ``grad_cosine`` / ``grad_norm_ratio`` of the tested weights on 1 000 test digits."""
+    if model.task_config.method != "identity":
+        return {}
+    values = dvae.mean_gradient_alignment(model, data["test"][:ALIGNMENT_IMAGES])
+    return {"grad_cosine": values["cosine"], "grad_norm_ratio": values["norm_ratio"]}
+
+
 def task_spec():
     """The :class:`identity_tf.train.TaskSpec` of the DVAE task: metric ``nelbo``, monitor ``val_nelbo`` (min)."""
     from identity_tf.train import TaskSpec  # imported here: train.py imports this module at its top
@@ -90,4 +108,6 @@ def task_spec():
         mode="min",
         datasets=datasets,
         plot=plot,
+        callbacks=callbacks,
+        evaluate=evaluate,
     )

@@ -9,14 +9,12 @@ into validation and test by a permutation seeded with ``data.split_seed`` (the r
 vary ``split_seed`` together with ``train.seed`` for restarts). The checkpoint with the lowest ``val_loss`` (= the
 validation MSE) is the one tested: the reported test MSE is the best-validation checkpoint's, not the last epoch's
 (the old L2X code reported the last epoch's). The rationale precision on the annotation set (hard top-k of the
-checkpoint) is written by :func:`plot` to ``extra_metrics.json`` and merged into ``metrics.json`` under
-``"extra"`` (the trainer has no other hook; it runs when ``plots`` is on, the default).
+same checkpoint) is the test metric ``rationale_precision`` (:func:`evaluate`, in ``metrics.json["test"]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 from identity_tf.tasks import l2x
@@ -130,17 +128,14 @@ def build_model(config):
     return l2x.L2X(config.model, embeddings=data.embeddings, seed=config.train.seed)
 
 
+def evaluate(model, data) -> dict:
+    """Extra test metrics: the rationale precision of the hard top-k on the annotated reviews."""
+    return {"rationale_precision": l2x.rationale_precision(model, data)}
+
+
 def plot(model, data, run_dir) -> None:
-    """Writes ``extra_metrics.json`` (rationale precision), merges it into ``metrics.json`` and writes
-    ``selections.txt`` (the selected words of the first 10 annotated reviews)."""
+    """Writes ``selections.txt``: the selected words of the first 10 annotated reviews beside their rationale."""
     run_dir = pathlib.Path(run_dir)
-    extra = {"rationale_precision": l2x.rationale_precision(model, data), "annotations": int(len(data.x_annotations))}
-    (run_dir / "extra_metrics.json").write_text(json.dumps(extra, indent=2))
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
-        metrics["extra"] = extra
-        metrics_path.write_text(json.dumps(metrics, indent=2))
     words = l2x.selected_words(model, data.x_annotations[:10], data.vocabulary)
     lines = []
     for ids, chosen, rationale in zip(data.x_annotations[:10], words, data.rationale[:10]):
@@ -165,4 +160,5 @@ def task_spec():
         mode="min",
         datasets=datasets,
         plot=plot,
+        evaluate=evaluate,
     )

@@ -250,12 +250,23 @@ def dvae_task(monkeypatch, tmp_path):
 
 def test_shipped_configs_validate(dvae_task):
     names = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != "reproduce")
-    assert names == ["gumbel_st", "identity_mean", "identity_none", "identity_norm", "identity_std", "imle"]
+    assert names == [
+        "gumbel_st",
+        "identity_mean",
+        "identity_none",
+        "identity_none_sgd",
+        "identity_norm",
+        "identity_std",
+        "identity_std_sgd",
+        "imle",
+    ]
     for path in CONFIGS.glob("*.yaml"):
         if path.stem == "reproduce":
             continue
         config = train.load_config(path)
-        assert config.train.batch_size == 100 and config.train.epochs == 100 and config.train.learning_rate == 1e-3
+        sgd = path.stem.endswith("_sgd")
+        assert config.train.batch_size == 100 and config.train.epochs == 100
+        assert (config.train.optimizer, config.train.learning_rate) == (("sgd", 1e-2) if sgd else ("adam", 1e-3))
         assert config.method == MethodConfig()
         if config.model.method == "identity":
             assert config.model.projection_scope == "group" and config.model.noise_variant == "dvae_notebook"
@@ -279,7 +290,68 @@ def test_train_end_to_end(dvae_task, tmp_path):
     assert np.isfinite(metrics["test"]["nelbo"]) and 100 < metrics["test"]["nelbo"] < 600
     assert json.loads((run_dir / "metrics.json").read_text())["test"]["nelbo"] == metrics["test"]["nelbo"]
     header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
-    assert {"nelbo", "val_nelbo", "kl", "val_kl", "bce"} <= set(header)
+    assert {"nelbo", "val_nelbo", "kl", "val_kl", "bce", "grad_cosine", "grad_norm_ratio"} <= set(header)
+    assert 0.0 < metrics["test"]["grad_cosine"] <= 1.0 + 1e-6 and metrics["test"]["grad_norm_ratio"] > 0
     for name in ("best.weights.h5", "model.keras", "reconstructions.png", "learning_curves.png"):
         assert (run_dir / name).is_file(), name
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["method"] == "identity"
+
+
+# ------------------------------------------------------------------------------ paper Fig. 7 diagnostics
+def numpy_alignment(model, x):
+    """Per-example cosine and norm ratio of Fig. 7 for a noise-free, group-scope P_std DVAE, in float64."""
+    w = model.encode(x).numpy().astype(np.float64).reshape(-1, 20, 20)
+    y = model.select(model.project(w.astype(np.float32)), training=False)
+    with tf.GradientTape() as tape:
+        tape.watch(y)
+        loss = tf.reduce_sum(dvae.negative_elbo(x, model.decode(y)))
+    g_hat = tape.gradient(loss, y).numpy().astype(np.float64)  # Identity: dl/dw_hat = +dl/dy (TopK maximises)
+    centred = w - w.mean(-1, keepdims=True)
+    norm = np.linalg.norm(centred, axis=-1, keepdims=True)
+    z = centred / norm
+    pg = g_hat - g_hat.mean(-1, keepdims=True)
+    g = (pg - z * np.sum(z * pg, -1, keepdims=True)) / norm  # P_std'(w)^T g_hat per group
+    g, g_hat = g.reshape(len(x), -1), g_hat.reshape(len(x), -1)
+    cosine = np.sum(g * g_hat, -1) / (np.linalg.norm(g, axis=-1) * np.linalg.norm(g_hat, axis=-1))
+    return cosine.mean(), (np.linalg.norm(g, axis=-1) / np.linalg.norm(g_hat, axis=-1)).mean()
+
+
+def test_gradient_alignment_matches_closed_form():
+    config = {"method": "identity", "projection": "std", "projection_scope": "group", "eval_noise": False}
+    model = dvae.DiscreteVAE(config, seed=3)
+    x = images(5, seed=4)
+    values = dvae.gradient_alignment(model, x, training=False)
+    cosine, ratio = numpy_alignment(model, x)
+    assert 0.0 < cosine < 1.0
+    np.testing.assert_allclose(values["cosine"].numpy(), cosine, rtol=1e-4)
+    np.testing.assert_allclose(values["norm_ratio"].numpy(), ratio, rtol=1e-4)
+
+
+def test_gradient_alignment_without_projection_is_one_and_needs_identity():
+    x = images(3, seed=5)
+    values = dvae.mean_gradient_alignment(dvae.DiscreteVAE({"projection": "none"}, seed=1), x, batch_size=2)
+    assert values == pytest.approx({"cosine": 1.0, "norm_ratio": 1.0}, rel=1e-5)
+    with pytest.raises(ValueError, match="method 'identity'"):
+        dvae.gradient_alignment(dvae.DiscreteVAE({"method": "imle"}), x)
+    with pytest.raises(ValueError, match="at least one image"):
+        dvae.GradientAlignment(np.zeros([0, 784], np.float32))
+
+
+def test_gradient_alignment_callback_writes_logs():
+    model = dvae.DiscreteVAE({"projection": "std"}, seed=2)
+    callback = dvae.GradientAlignment((images(6, seed=6) * 255).astype(np.uint8).reshape(6, 28, 28), batch_size=4)
+    callback.set_model(model)
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert set(logs) == {"grad_cosine", "grad_norm_ratio"}
+    assert 0.0 < logs["grad_cosine"] <= 1.0 + 1e-6 and logs["grad_norm_ratio"] > 0
+
+
+def test_sgd_optimizer_config():
+    config = train.load_config(CONFIGS / "identity_std_sgd.yaml")
+    optimizer = config.train.make_optimizer()
+    assert isinstance(optimizer, keras.optimizers.SGD) and float(optimizer.learning_rate) == pytest.approx(1e-2)
+    with pytest.raises(train.ConfigError, match="optimizer"):
+        train.load_config(CONFIGS / "identity_std.yaml", {"train.optimizer": "rmsprop"})
+    with pytest.raises(train.ConfigError, match="momentum"):
+        train.load_config(CONFIGS / "identity_std.yaml", {"train.momentum": 0.9})
