@@ -58,7 +58,7 @@ def _summary(task: str, test: dict) -> str:
 
 
 def _reproduce(args) -> int:
-    from identity_tf import reproduce
+    from identity_tf import reproduce, train
 
     root = _configs_root(args.configs)
     out = pathlib.Path(args.out or os.path.join("runs", f"reproduce_{args.task}" + ("_quick" if args.quick else "")))
@@ -71,6 +71,7 @@ def _reproduce(args) -> int:
         only=args.only,
         strategy=args.strategy,
         verbose=2 if args.quiet else 0,
+        overrides=train.parse_overrides(args.set),
     )
     print(table)
     return 0
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the grid's)")
     p.add_argument("--only", nargs="+", help="run only the rows with these names")
+    p.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a value of every row (e.g. a size)"
+    )
     p.add_argument("--out")
     p.add_argument("--configs", help="configs directory (default: ./configs)")
     p.add_argument("--strategy", default="default", choices=["default", "mirrored"])

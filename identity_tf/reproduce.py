@@ -65,9 +65,21 @@ def load_grid(task: str, configs_root: pathlib.Path) -> dict:
 
 
 def run(
-    task: str, configs_root, out_dir, quick: bool = False, seeds=None, only=None, strategy="default", verbose=0
+    task: str,
+    configs_root,
+    out_dir,
+    quick: bool = False,
+    seeds=None,
+    only=None,
+    strategy="default",
+    verbose=0,
+    overrides: dict | None = None,
 ) -> str:
-    """Runs the grid (skipping finished runs) and returns the Markdown table."""
+    """Runs the grid (skipping finished runs) and returns the Markdown table.
+
+    ``overrides`` (dotted keys, e.g. ``{"train.epochs": 10}``) apply to every row after the row's own ``set``;
+    the restart's seed keys come last. A run directory that holds ``metrics.json`` is reused as it is.
+    """
     configs_root, out_dir = pathlib.Path(configs_root), pathlib.Path(out_dir)
     grid = load_grid(task, configs_root)
     seeds = list(seeds or grid.get("seeds", [0]))
@@ -84,9 +96,9 @@ def run(
             run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
             metrics_path = run_dir / "metrics.json"
             if not metrics_path.exists():
-                overrides = dict(row.get("set") or {})
-                overrides.update({key: seed for key in seed_keys})
-                config = train.load_config(configs_root / task / row["config"], overrides, quick=quick)
+                row_overrides = {**(row.get("set") or {}), **(overrides or {})}
+                row_overrides.update({key: seed for key in seed_keys})
+                config = train.load_config(configs_root / task / row["config"], row_overrides, quick=quick)
                 print(f"[reproduce] {row['name']} seed {seed} -> {run_dir}", flush=True)
                 train.train(config, run_dir, strategy=strategy, verbose=verbose, plots=(seed == seeds[0]))
             metrics = json.loads(metrics_path.read_text())

@@ -304,7 +304,7 @@ def test_reproduce_columns_figures_and_seed_keys(tmp_path, monkeypatch):
     seen = []
 
     def fake_train(config, run_dir, **kwargs):
-        seen.append((config.train.seed, config.data.split_seed))
+        seen.append((config.train.seed, config.data.split_seed, config.train.epochs))
         run_dir = pathlib.Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         test = {"mse": 0.01 * (1 + config.train.seed)}
@@ -332,8 +332,8 @@ def test_reproduce_columns_figures_and_seed_keys(tmp_path, monkeypatch):
         "figures": [{"file": "fig.png", "title": "t", "column": ["loss", "val_loss"], "rows": ["Identity", "I-MLE"]}],
     }
     (configs / "l2x" / "reproduce.yaml").write_text(yaml.safe_dump(grid))
-    table = reproduce.run("l2x", configs, tmp_path / "out")
-    assert seen == [(0, 0), (1, 1), (0, 0), (1, 1)]  # both seed keys follow the restart's seed
+    table = reproduce.run("l2x", configs, tmp_path / "out", overrides={"train.epochs": 7, "train.seed": 5})
+    assert seen == [(0, 0, 7), (1, 1, 7), (0, 0, 7), (1, 1, 7)]  # the seed keys follow the restart's seed
     assert "| Identity | 1.50 ± 0.50 | 0.550 ± 0.050 | 2.47 |" in table
     assert "| I-MLE | 1.50 ± 0.50 | — | 2.71 |" in table
     assert (tmp_path / "out" / "fig.png").stat().st_size > 0 and (tmp_path / "out" / "curves.png").exists()
