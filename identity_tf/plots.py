@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import pathlib
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no backend switch or global state (a notebook keeps its backend)
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _subplots(rows: int, columns: int, figsize) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, columns, squeeze=False)
 
 
 def learning_curves(history_csv, out_png) -> pathlib.Path:
@@ -20,7 +22,7 @@ def learning_curves(history_csv, out_png) -> pathlib.Path:
         raise ValueError(f"No epochs logged in {history_csv}")
     epochs = [int(r["epoch"]) + 1 for r in rows]
     names = [k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
+    fig, axes = _subplots(1, len(names), (4.2 * len(names), 3.2))
     for ax, name in zip(axes[0], names):
         ax.plot(epochs, [float(r[name]) for r in rows], label="train")
         if f"val_{name}" in rows[0]:
@@ -31,7 +33,6 @@ def learning_curves(history_csv, out_png) -> pathlib.Path:
         ax.legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
-    plt.close(fig)
     return pathlib.Path(out_png)
 
 
@@ -46,7 +47,7 @@ def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: 
         title: Figure title.
     """
     columns = [column] if isinstance(column, str) else list(column)
-    fig, axes = plt.subplots(1, len(columns), figsize=(6.5 * len(columns), 4.0), squeeze=False)
+    fig, axes = _subplots(1, len(columns), (6.5 * len(columns), 4.0))
     for ax, name in zip(axes[0], columns):
         for run, path in histories.items():
             if not pathlib.Path(path).exists():
@@ -64,7 +65,6 @@ def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
-    plt.close(fig)
     return pathlib.Path(out_png)
 
 
@@ -80,7 +80,7 @@ def globe_tours(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
     predicted = model.predict(flags, verbose=0)
     columns = min(2, len(indices))
     rows = -(-len(indices) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(6.0 * columns, 3.2 * rows), squeeze=False)
+    fig, axes = _subplots(rows, columns, (6.0 * columns, 3.2 * rows))
     for ax in axes.ravel()[len(indices) :]:
         ax.axis("off")
     for ax, example, true, pred in zip(axes.ravel(), indices, tours, predicted):
@@ -102,7 +102,6 @@ def globe_tours(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
     fig.suptitle("Globe TSP: true tour (green) vs predicted (red, dashed); distances are great-circle", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
-    plt.close(fig)
     return pathlib.Path(out_png)
 
 
@@ -113,7 +112,7 @@ def warcraft_paths(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
     batch = next(iter(data_lib.make_dataset(data, "test", batch_size=num_examples)))
     predicted = model.predict(batch[0], verbose=0)
     test = data["test"]
-    fig, axes = plt.subplots(1, len(predicted), figsize=(3.2 * len(predicted), 3.4), squeeze=False)
+    fig, axes = _subplots(1, len(predicted), (3.2 * len(predicted), 3.4))
     for n, ax in enumerate(axes[0]):
         image = test.maps[n]
         k = test.shortest_paths.shape[-1]
@@ -129,5 +128,4 @@ def warcraft_paths(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
     fig.suptitle("Warcraft: true path (green) vs predicted (red)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
-    plt.close(fig)
     return pathlib.Path(out_png)

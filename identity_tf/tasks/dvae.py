@@ -423,22 +423,20 @@ class GradientAlignment(keras.callbacks.Callback):
 
 # --------------------------------------------------------------------------------------------------- plots
 def plot_reconstructions(model: DiscreteVAE, images, path, n: int = 10) -> pathlib.Path:
-    """PNG of ``n`` images (top row) and their reconstructions (bottom row), written with matplotlib (Agg).
+    """PNG of ``n`` images (top row) and their reconstructions (bottom row), written with matplotlib.
 
     Args:
         model: A trained :class:`DiscreteVAE`.
         images: ``[N, 28, 28]`` uint8 or ``[N, 784]`` floats in [0, 1]; the first ``n`` are shown.
         path: Output PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
     x = _as_pixels(np.asarray(images)[:n])
     recon = np.asarray(model.reconstruct(x, training=False))
     n = len(x)
-    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)
+    fig = Figure(figsize=(1.2 * n, 2.6))
+    axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         for row, pictures in enumerate((x, recon)):
             axes[row, i].imshow(pictures[i].reshape(28, 28), cmap="gray", vmin=0.0, vmax=1.0)
@@ -449,5 +447,4 @@ def plot_reconstructions(model: DiscreteVAE, images, path, n: int = 10) -> pathl
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

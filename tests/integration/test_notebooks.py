@@ -91,7 +91,13 @@ def notebook_env(tmp_path_factory):
 
 
 def test_notebooks_found():
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "globe_tsp.ipynb", "warcraft.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {
+        "quickstart.ipynb",
+        "globe_tsp.ipynb",
+        "warcraft.ipynb",
+        "dvae.ipynb",
+        "l2x.ipynb",
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
