@@ -23,7 +23,18 @@ human-rated valence lexicon (each word's mean valence in [-4, 4] over 10 raters)
 ``vaderSentiment==3.3.2`` (MIT licence) as ``vaderSentiment/vader_lexicon.txt``; the wheel is fetched with
 ``pip download --no-deps`` (:func:`identity_tf.datasets.cache.fetch_wheel`), checked against a pinned sha256 and read
 as a zip archive, never installed. Only purely alphabetic lexicon entries are used, minus the aspect nouns and
-filler words below. Everything else is generated (seeded numpy), so the generated text is ours, not BeerAdvocate's.
+filler words below and minus the offensive words (next paragraph). Everything else is generated (seeded numpy), so
+the generated text is ours, not BeerAdvocate's.
+
+Word filter: the VADER lexicon rates profanity, slurs and words about sex, violence, crime, abuse, death, disease and
+drugs, so the most negative reviews would be made of them. Those words were excluded by a manual review of the
+lexicon (word families in five categories: profanity; slurs and insults; sexual terms; violence, crime and abuse;
+death, disease and drugs); ordinary negative words ("bad", "awful", "boring", "weak", "disappointing", ...) are
+kept. The excluded words are not written in the repository: the asset ``assets/excluded_words.sha256`` holds the
+SHA-256 hex digest of each (lower-case, UTF-8), grouped by category, and :func:`read_lexicon` drops every word whose
+digest is listed (:func:`is_excluded`). 630 of the 7206 candidate words are excluded; 6576 remain (3430 negative,
+3146 positive, valences -3.6 .. 3.4), so every target valence in [-3.5, 3.5] still has dozens to thousands of words
+within 0.6.
 
 How a review is generated: a review quality ``q ~ U(-3, 3)``; per aspect a target valence ``t_a = clip(q + N(0,
 1.2), -3.5, 3.5)`` (so aspects are correlated, as in real reviews); 1-3 lexicon words with valence within 0.6 of
@@ -38,18 +49,26 @@ written under the file names of all five aspects; the annotation set is ``num_an
 Generated embeddings (200-d, seeded): ``0.5 * N(0, I) / sqrt(200)`` per word, plus ``valence / 4`` along dimension 0
 for lexicon words, plus 1.0 along dimension ``1 + a`` for the nouns of aspect ``a``, written with 5 decimals.
 
+Caching: ``build.json`` in the folder records the arguments, :data:`GENERATOR_VERSION` and a fingerprint of the
+exclusion list; a folder whose manifest differs (e.g. one written by an older generator, before the word filter) is
+regenerated.
+
 Example:
 >>> import numpy as np
 >>> front_pad([[5, 6, 7]], 5).tolist()
 [[0, 0, 5, 6, 7]]
 >>> front_pad([[1, 2, 3, 4, 5, 6]], 4).tolist()
 [[3, 4, 5, 6]]
+>>> word_digest("Stout") == word_digest("stout"), is_excluded("stout"), is_excluded("bad")
+(True, False, False)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
+import hashlib
 import json
 import os
 import pathlib
@@ -73,6 +92,11 @@ PAD, UNK = 0, 1
 EMBEDDINGS_FILE = "review+wiki.filtered.200.txt"
 ANNOTATIONS_FILE = "annotations.json"
 FOLDER = "beer_generated"
+#: Version of the review generator, recorded in ``build.json``; bump it whenever the generated data changes so that
+#: cached builds are regenerated. 1: the original generator; 2: offensive lexicon words excluded.
+GENERATOR_VERSION = 2
+#: SHA-256 digests of the excluded lexicon words (module docstring).
+EXCLUDED_WORDS_PATH = pathlib.Path(__file__).resolve().parent / "assets" / "excluded_words.sha256"
 
 ASPECT_NOUNS = {
     0: ("appearance", "look", "head", "color", "colour", "lacing", "foam", "clarity", "pour"),
@@ -286,8 +310,52 @@ def read_folder(
 
 
 # ---------------------------------------------------------------------------------------------- generation
-def read_lexicon(data_dir: str | os.PathLike | None = None) -> dict[str, float]:
-    """Alphabetic words of the VADER lexicon -> mean valence in [-4, 4] (from the pinned wheel, read as a zip)."""
+def word_digest(word: str) -> str:
+    """SHA-256 hex digest of the lower-cased word encoded as UTF-8 (the key of the exclusion list)."""
+    return hashlib.sha256(word.lower().encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def excluded_digests() -> frozenset[str]:
+    """The digests of ``assets/excluded_words.sha256`` (``#`` comment lines and blank lines skipped).
+
+    Raises:
+        DataError: the file is missing or holds a line that is not a 64-digit lower-case hex digest.
+    """
+    try:
+        lines = EXCLUDED_WORDS_PATH.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise DataError(f"Cannot read the word exclusion list {str(EXCLUDED_WORDS_PATH)!r}: {error}") from error
+    digests = set()
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not re.fullmatch(r"[0-9a-f]{64}", line):
+            raise DataError(
+                f"{EXCLUDED_WORDS_PATH.name}, line {number}: expected a sha256 hex digest. Received: {line!r}"
+            )
+        digests.add(line)
+    return frozenset(digests)
+
+
+def excluded_fingerprint() -> str:
+    """A short SHA-256 of the exclusion list (sorted digests), recorded in ``build.json``."""
+    return hashlib.sha256("\n".join(sorted(excluded_digests())).encode("ascii")).hexdigest()[:16]
+
+
+def is_excluded(word: str) -> bool:
+    """Whether ``word`` is on the exclusion list (never used to generate reviews)."""
+    return word_digest(word) in excluded_digests()
+
+
+def read_lexicon(data_dir: str | os.PathLike | None = None, exclude: bool = True) -> dict[str, float]:
+    """Alphabetic words of the VADER lexicon -> mean valence in [-4, 4] (from the pinned wheel, read as a zip).
+
+    Args:
+        data_dir: Data directory holding ``downloads/`` (see :func:`identity_tf.datasets.cache.data_dir`).
+        exclude: Drop the words of the exclusion list (:func:`is_excluded`); ``False`` only to audit the list.
+    """
     wheel = cache.fetch_wheel(WHEEL_NAME, WHEEL_VERSION, WHEEL_SHA256, cache.data_dir(data_dir))
     try:
         with zipfile.ZipFile(wheel) as archive:
@@ -300,6 +368,9 @@ def read_lexicon(data_dir: str | os.PathLike | None = None) -> dict[str, float]:
         parts = line.split("\t")
         if len(parts) >= 2 and re.fullmatch(r"[a-z]+", parts[0]) and parts[0] not in nouns | FILLERS:
             lexicon[parts[0]] = float(parts[1])
+    if exclude:
+        digests = excluded_digests()
+        lexicon = {w: v for w, v in lexicon.items() if word_digest(w) not in digests}
     if len(lexicon) < 1000:
         raise DataError(f"{wheel.name}: {LEXICON_MEMBER} gave only {len(lexicon)} words; expected thousands.")
     return lexicon
@@ -368,7 +439,8 @@ def build(
 ) -> pathlib.Path:
     """Generates the offline BeerAdvocate-format folder ``<data_dir>/beer_generated/`` (module docstring).
 
-    Rebuilt only when missing, when ``force``, or when its ``build.json`` records other arguments.
+    Rebuilt only when missing, when ``force``, or when its ``build.json`` records other arguments, another
+    :data:`GENERATOR_VERSION` or another exclusion list (so builds of older generators are regenerated).
 
     Returns:
         The folder (pass it as ``path`` to :func:`read_folder`).
@@ -389,6 +461,8 @@ def build(
         "seed": seed,
         "lexicon": f"{WHEEL_NAME}=={WHEEL_VERSION}",
         "format": 1,
+        "generator": GENERATOR_VERSION,
+        "excluded_words": excluded_fingerprint(),
     }
     stamp = target / "build.json"
     if not force and stamp.is_file():

@@ -1,6 +1,7 @@
 """BeerAdvocate loader and offline generator: format round trip, front padding/truncation, the 50/50 split,
-rationale masks, DataError cases."""
+rationale masks, DataError cases, the offensive-word filter of the generator and the rebuild of stale caches."""
 
+import hashlib
 import json
 import os
 import pathlib
@@ -96,12 +97,16 @@ def test_data_errors(folder, tmp_path):
         beer.read_folder(path)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("beer-data")
+def data_dir_with_downloads(data_dir):
     downloads = pathlib.Path(cache.data_dir()) / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     os.symlink(downloads, data_dir / "downloads")  # reuse the verified wheel
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    data_dir = data_dir_with_downloads(tmp_path_factory.mktemp("beer-data"))
     return data_dir, beer.build(data_dir, num_train=300, num_heldout=41, num_annotations=20, seed=1)
 
 
@@ -134,6 +139,77 @@ def test_build_round_trip(built):
     stamp = (path / "build.json").stat().st_mtime_ns
     beer.build(data_dir, num_train=300, num_heldout=41, num_annotations=20, seed=1)
     assert (path / "build.json").stat().st_mtime_ns == stamp
+
+
+def test_excluded_words_asset():
+    digests = beer.excluded_digests()
+    lines = [line for line in beer.EXCLUDED_WORDS_PATH.read_text().splitlines() if line and not line.startswith("#")]
+    assert len(lines) == len(digests) > 100  # one well-formed, unique digest per line
+    assert beer.word_digest("Bad") == beer.word_digest("bad") == hashlib.sha256(b"bad").hexdigest()
+    ordinary = ("bad", "awful", "boring", "weak", "disappointing", "horrible", "terrible", "good", "great", "stout")
+    assert not any(beer.is_excluded(w) for w in ordinary)
+
+
+def test_read_lexicon_drops_exactly_the_excluded_words(built):
+    data_dir, _ = built
+    raw = beer.read_lexicon(data_dir, exclude=False)
+    kept = beer.read_lexicon(data_dir)
+    present = {w for w in raw if beer.word_digest(w) in beer.excluded_digests()}
+    assert present and set(kept) == set(raw) - present and len(raw) - len(kept) == len(present)
+    assert all(kept[w] == raw[w] for w in kept)
+    # every committed digest is a word of the lexicon (no stale entries), and the docstring's counts are current
+    assert len(present) == len(beer.excluded_digests())
+    assert f"{len(present)} of the {len(raw)} candidate words are excluded; {len(kept)} remain" in beer.__doc__
+    # the generator still has words for every target valence: >= 50 within 0.6, and both extremes are covered
+    valence = np.array(sorted(kept.values()))
+    for target in np.linspace(-3.5, 3.5, 71):
+        assert np.sum(np.abs(valence - target) <= 0.6 + 1e-9) >= 50, target
+    assert valence[0] <= -3.0 and valence[-1] >= 3.0
+
+
+def test_build_uses_no_excluded_word(built):
+    _, path = built
+    excluded = beer.excluded_digests()
+    tokens = set()
+    for split in ("train", "heldout"):
+        for line in (path / beer.train_file(1, split)).read_text().splitlines():
+            tokens.update(line.split("\t")[1].split())
+    for line in (path / beer.ANNOTATIONS_FILE).read_text().splitlines():
+        tokens.update(json.loads(line)["x"])
+    vocabulary = {line.split(" ", 1)[0] for line in (path / beer.EMBEDDINGS_FILE).read_text().splitlines()}
+    assert len(tokens) > 100 and tokens <= vocabulary
+    assert not {beer.word_digest(t) for t in vocabulary} & excluded
+
+
+def test_build_regenerates_stale_cache(tmp_path, monkeypatch):
+    data_dir = data_dir_with_downloads(tmp_path)
+    kwargs = dict(num_train=3, num_heldout=2, num_annotations=1, seed=0)
+    path = beer.build(data_dir, **kwargs)
+    manifest = json.loads((path / "build.json").read_text())
+    assert manifest["generator"] == beer.GENERATOR_VERSION
+    assert manifest["excluded_words"] == beer.excluded_fingerprint()
+
+    def stale(params):  # a folder written by another generator, marked by an extra file
+        (path / "build.json").write_text(json.dumps(params))
+        (path / "stale.txt").write_text("old")
+
+    # the manifest of the first generator (before the word filter): no "generator" / "excluded_words" entries
+    stale({k: v for k, v in manifest.items() if k not in ("generator", "excluded_words")})
+    assert beer.build(data_dir, **kwargs) == path
+    assert not (path / "stale.txt").exists() and json.loads((path / "build.json").read_text()) == manifest
+    # another exclusion list
+    stale({**manifest, "excluded_words": "0" * 16})
+    beer.build(data_dir, **kwargs)
+    assert not (path / "stale.txt").exists()
+    # a current manifest is reused
+    (path / "stale.txt").write_text("current")
+    beer.build(data_dir, **kwargs)
+    assert (path / "stale.txt").exists()
+    # a newer generator version rebuilds
+    monkeypatch.setattr(beer, "GENERATOR_VERSION", beer.GENERATOR_VERSION + 1)
+    beer.build(data_dir, **kwargs)
+    assert not (path / "stale.txt").exists()
+    assert json.loads((path / "build.json").read_text())["generator"] == beer.GENERATOR_VERSION
 
 
 def test_make_dataset():
