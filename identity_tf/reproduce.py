@@ -22,7 +22,10 @@ A grid is ``configs/<task>/reproduce.yaml``::
 Results go to ``<out>/<row>/seed<N>/`` (each a normal run directory, so an interrupted grid resumes), the table to
 ``<out>/table.md`` and ``<out>/table.json``, the validation curves of every row (first seed) to ``<out>/curves.png``
 and each of the grid's ``figures`` to ``<out>/<file>`` (e.g. the paper's DVAE Figures 3 and 5-7). A figure is drawn
-from the rows that ran (with ``--only``, some of its curves may be missing).
+from the rows that ran (with ``--only``, some of its curves may be missing). A run that diverges
+(:class:`identity_tf.train.TrainingDiverged`) leaves ``<run>/diverged.txt`` and is left out of its row's mean (a row
+whose every run diverged reads "diverged"); the grid goes on. Finished and diverged runs are not rerun (delete the
+run directory to retry).
 """
 
 from __future__ import annotations
@@ -39,6 +42,35 @@ from identity_tf import train
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", name).strip("_")
+
+
+def _summary(values) -> dict:
+    """Mean and std over the finite values (NaN when none is finite)."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite))}
+
+
+def _run_once(task, row, seed, configs_root, out_dir, quick, overrides, seed_keys, strategy, verbose, seeds):
+    """Test metrics of one row and seed: read from a finished run, else trained; None if it diverged."""
+    run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.exists():
+        if (run_dir / "diverged.txt").exists():  # diverged before: not rerun
+            return None
+        row_overrides = {**(row.get("set") or {}), **(overrides or {})}
+        row_overrides.update({key: seed for key in seed_keys})
+        config = train.load_config(configs_root / task / row["config"], row_overrides, quick=quick)
+        print(f"[reproduce] {row['name']} seed {seed} -> {run_dir}", flush=True)
+        try:
+            train.train(config, run_dir, strategy=strategy, verbose=verbose, plots=(seed == seeds[0]))
+        except train.TrainingDiverged as error:  # recorded in the table; the grid goes on
+            print(f"[reproduce] {row['name']} seed {seed}: {error}", flush=True)
+            (run_dir / "diverged.txt").write_text(f"{error}\n")
+            return None
+    return json.loads(metrics_path.read_text())["test"]
 
 
 def load_grid(task: str, configs_root: pathlib.Path) -> dict:
@@ -89,33 +121,26 @@ def run(
     rows = [r for r in grid["rows"] if not only or r["name"] in only]
     if only and not rows:
         raise train.ConfigError(f"No rows named {only}. Rows: {[r['name'] for r in grid['rows']]}")
-    results = []
+    results, diverged = [], []
     for row in rows:
         values, extra = [], {column: [] for column in columns}
         for seed in seeds:
-            run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
-            metrics_path = run_dir / "metrics.json"
-            if not metrics_path.exists():
-                row_overrides = {**(row.get("set") or {}), **(overrides or {})}
-                row_overrides.update({key: seed for key in seed_keys})
-                config = train.load_config(configs_root / task / row["config"], row_overrides, quick=quick)
-                print(f"[reproduce] {row['name']} seed {seed} -> {run_dir}", flush=True)
-                train.train(config, run_dir, strategy=strategy, verbose=verbose, plots=(seed == seeds[0]))
-            metrics = json.loads(metrics_path.read_text())
-            values.append(scale * metrics["test"][grid["metric"]])
+            test = _run_once(
+                task, row, seed, configs_root, out_dir, quick, overrides, seed_keys, strategy, verbose, seeds
+            )
+            if test is None:
+                diverged.append(f"{row['name']} (seed {seed})")
+                test = {}
+            values.append(scale * test[grid["metric"]] if test else float("nan"))
             for column in columns:
-                extra[column].append(metrics["test"].get(column, float("nan")))
+                extra[column].append(test.get(column, float("nan")))
         results.append(
             {
                 "name": row["name"],
                 "values": values,
-                "mean": float(np.mean(values)),
-                "std": float(np.std(values)),
+                **_summary(values),
                 "paper": row.get("paper", ""),
-                **{
-                    column: {"values": v, "mean": float(np.mean(v)), "std": float(np.std(v))}
-                    for column, v in extra.items()
-                },
+                **{column: {"values": v, **_summary(v)} for column, v in extra.items()},
             }
         )
     header = f"{grid['table']}{' (--quick sizes)' if quick else ''}; metric: {grid['metric']}"
@@ -127,10 +152,15 @@ def run(
         "|---|---|" + "---|" * len(columns) + "---|",
     ]
     for r in results:
+        failed = int(np.sum(np.isnan(r["values"])))
+        ours = "diverged" if np.isnan(r["mean"]) else f"{r['mean']:.2f} ± {r['std']:.2f}"
+        ours += f" ({failed} of {len(seeds)} diverged)" if 0 < failed < len(seeds) else ""
         cells = "".join(
             " — |" if np.isnan(r[c]["mean"]) else f" {r[c]['mean']:.3f} ± {r[c]['std']:.3f} |" for c in columns
         )
-        lines.append(f"| {r['name']} | {r['mean']:.2f} ± {r['std']:.2f} |{cells} {r['paper']} |")
+        lines.append(f"| {r['name']} | {ours} |{cells} {r['paper']} |")
+    if diverged:
+        lines += ["", f"Diverged (non-finite values; the row's mean is NaN, see diverged.txt): {', '.join(diverged)}"]
     table = "\n".join(lines)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(table + "\n")

@@ -164,6 +164,10 @@ class ConfigError(ValueError):
     """A config file or override is malformed."""
 
 
+class TrainingDiverged(RuntimeError):
+    """Training produced non-finite costs or losses (e.g. a learning rate too large for the method)."""
+
+
 def _check_keys(section: str, values: dict, cls: type, exclude: tuple[str, ...] = ()) -> None:
     valid = [f.name for f in dataclasses.fields(cls) if f.name not in exclude]
     unknown = sorted(set(values) - set(valid))
@@ -390,12 +394,7 @@ def _lr_schedule(config: TrainConfig):
 # ---------------------------------------------------------------------------------------------------- training
 def _best_logged(history_csv: pathlib.Path, monitor: str, mode: str) -> float | None:
     """Best value of ``monitor`` in an existing history (so a resumed run keeps the best checkpoint)."""
-    if not history_csv.exists():
-        return None
-    import csv
-
-    with open(history_csv) as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "")]
+    values = [float(row[monitor]) for row in _read_history(history_csv) if row.get(monitor) not in (None, "")]
     if not values:
         return None
     return max(values) if mode == "max" else min(values)
@@ -438,6 +437,24 @@ def build_and_compile(config: RunConfig, spec: TaskSpec, strategy, sample=None) 
             jit_compile=_jit(config, model) if strategy.num_replicas_in_sync == 1 else False,
         )
     return model
+
+
+def _diverged_message(run_dir: pathlib.Path, what: str, config: RunConfig) -> str:
+    done = len(_read_history(run_dir / "history.csv"))
+    return (
+        f"Training diverged in epoch {done + 1} ({what}). Try a smaller train.learning_rate "
+        f"(received {config.train.learning_rate:g} with optimizer {config.train.optimizer}). "
+        f"Finished epochs are in {run_dir / 'history.csv'}."
+    )
+
+
+def _read_history(history_csv: pathlib.Path) -> list[dict]:
+    if not history_csv.exists():
+        return []
+    import csv
+
+    with open(history_csv) as f:
+        return list(csv.DictReader(f))
 
 
 def train(
@@ -487,15 +504,23 @@ def train(
     ]
     if config.method.alpha > 0:
         callbacks.append(NoiseSchedule(config.method.alpha, config.method.noise_epochs))
+    callbacks.append(keras.callbacks.TerminateOnNaN())
     start = time.perf_counter()
-    model.fit(
-        splits["train"],
-        validation_data=splits["val"],
-        epochs=config.train.epochs,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=verbose,
-    )  # the tf.data pipeline shuffles
+    try:
+        history = model.fit(
+            splits["train"],
+            validation_data=splits["val"],
+            epochs=config.train.epochs,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=verbose,
+        )  # the tf.data pipeline shuffles
+    except tf.errors.InvalidArgumentError as error:  # a solver's finite check (NaN/inf costs)
+        if "non-finite" not in error.message:
+            raise
+        raise TrainingDiverged(_diverged_message(run_dir, error.message.splitlines()[0], config)) from error
+    if model.stop_training and not all(np.isfinite(history.history.get("loss", [0.0]))):  # TerminateOnNaN
+        raise TrainingDiverged(_diverged_message(run_dir, "the training loss became NaN or inf", config))
     train_seconds = time.perf_counter() - start
     if best_path.exists():
         model.load_weights(str(best_path))

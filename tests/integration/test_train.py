@@ -309,6 +309,8 @@ def test_reproduce_columns_figures_and_seed_keys(tmp_path, monkeypatch):
         seen.append((config.train.seed, config.data.split_seed, config.train.epochs))
         run_dir = pathlib.Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if config.model.method == "imle" and config.train.seed == 1:
+            raise train.TrainingDiverged("Training diverged in epoch 1 (fake).")
         test = {"mse": 0.01 * (1 + config.train.seed)}
         if config.model.method == "identity":
             test["rationale_precision"] = 0.5 + 0.1 * config.train.seed
@@ -337,7 +339,12 @@ def test_reproduce_columns_figures_and_seed_keys(tmp_path, monkeypatch):
     table = reproduce.run("l2x", configs, tmp_path / "out", overrides={"train.epochs": 7, "train.seed": 5})
     assert seen == [(0, 0, 7), (1, 1, 7), (0, 0, 7), (1, 1, 7)]  # the seed keys follow the restart's seed
     assert "| Identity | 1.50 ± 0.50 | 0.550 ± 0.050 | 2.47 |" in table
-    assert "| I-MLE | 1.50 ± 0.50 | — | 2.71 |" in table
+    assert "| I-MLE | 1.00 ± 0.00 (1 of 2 diverged) | — | 2.71 |" in table
+    assert "Diverged" in table and "I-MLE (seed 1)" in table
+    assert (tmp_path / "out" / "I_MLE" / "seed1" / "diverged.txt").read_text().startswith("Training diverged")
+    seen.clear()
+    assert reproduce.run("l2x", configs, tmp_path / "out") == table  # finished and diverged runs are not rerun
+    assert seen == []
     assert (tmp_path / "out" / "fig.png").stat().st_size > 0 and (tmp_path / "out" / "curves.png").exists()
     grid["figures"][0]["rows"] = ["Nope"]
     (configs / "l2x" / "reproduce.yaml").write_text(yaml.safe_dump(grid))
