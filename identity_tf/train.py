@@ -518,7 +518,8 @@ def train(
     except tf.errors.InvalidArgumentError as error:  # a solver's finite check (NaN/inf costs)
         if "non-finite" not in error.message:
             raise
-        raise TrainingDiverged(_diverged_message(run_dir, error.message.splitlines()[0], config)) from error
+        what = next(line.strip() for line in error.message.splitlines() if "non-finite" in line)
+        raise TrainingDiverged(_diverged_message(run_dir, what, config)) from error
     if model.stop_training and not all(np.isfinite(history.history.get("loss", [0.0]))):  # TerminateOnNaN
         raise TrainingDiverged(_diverged_message(run_dir, "the training loss became NaN or inf", config))
     train_seconds = time.perf_counter() - start
