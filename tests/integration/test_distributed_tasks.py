@@ -1,6 +1,6 @@
-"""The trainer's distributed paths on the DVAE and L2X tasks.
+"""The trainer's distributed paths on Globe TSP, the DVAE and L2X.
 
-* ``--strategy multi_worker`` (two local worker processes, ``identity_tf.distributed``) on tiny DVAE and L2X runs:
+* ``--strategy multi_worker`` (two local worker processes, ``identity_tf.distributed``) on tiny Globe TSP, DVAE and L2X runs:
   the reported loss of the DVAE includes its ``add_loss`` KL term, the model's own ``nelbo`` / ``kl`` / ``bce``
   metrics are reported, and the test metrics equal a single-device evaluation of the saved best weights. The test
   sets have 41 examples at batch 20, so the last global batch (1 example) leaves one worker an empty batch.
@@ -28,6 +28,7 @@ from identity_tf.tasks import l2x, l2x_spec
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DVAE = ROOT / "configs" / "dvae" / "identity_std.yaml"
 L2X = ROOT / "configs" / "l2x" / "identity_std_k10.yaml"
+GLOBE = ROOT / "configs" / "globe_tsp" / "tsp5_identity_noise0.2.yaml"
 
 
 def read_history(run_dir):
@@ -92,6 +93,16 @@ def check_best_epoch(metrics, history, monitor):
 
 
 # ------------------------------------------------------------------------------------------------ multi-worker
+def test_multi_worker_globe_tsp(tmp_path, data_dir):
+    from identity_tf.datasets import globe_tsp
+
+    globe_tsp.build(5, data_dir=data_dir, num_train=200, num_test=40)  # once here, not by both workers
+    overrides = {"data.num_train": 200, "data.num_test": 40, "train.epochs": 2, "train.batch_size": 20}
+    run = tmp_path / "run"
+    metrics = run_two_workers(GLOBE, run, data_dir, overrides)
+    assert len(read_history(run)) == 2 and 0 <= metrics["test"]["edge_accuracy"] <= 1
+
+
 def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir):
     from identity_tf.datasets import mnist
 

@@ -1,11 +1,10 @@
-"""Trainer, configs, CLI, resume, reproduce, MirroredStrategy and multi-worker training on tiny data."""
+"""Trainer, configs, CLI, resume, reproduce and MirroredStrategy on tiny data (multi-worker: test_distributed_tasks.py)."""
 
 import csv
 import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -241,62 +240,6 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, data_dir):
     epochs = [int(row["epoch"]) for row in read_history(run)]
     assert epochs == list(range(4)), epochs  # resumed at the first unfinished epoch, nothing repeated
     assert (run / "metrics.json").exists()
-
-
-# ---------------------------------------------------------------------------------------- multi-worker
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_multi_worker_two_local_processes(tmp_path, data_dir):
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
-    run = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "identity_tf.cli",
-        "train",
-        str(GLOBE),
-        "--out",
-        str(run),
-        "--quiet",
-        "--strategy",
-        "multi_worker",
-        "--set",
-        "data.num_train=200",
-        "--set",
-        "data.num_test=40",
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "train.batch_size=20",
-    ]
-    processes = []
-    try:
-        for index in range(2):
-            env = _env(data_dir)
-            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-            processes.append(
-                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            )
-        outputs = [p.communicate(timeout=300) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(processes, outputs):
-        assert p.returncode == 0, err[-3000:]
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["strategy"] == "multi_worker" and metrics["replicas"] == 2 and metrics["workers"] == 2
-    assert len(read_history(run)) == 2
-    assert (run / "worker_1" / "metrics.json").exists()
 
 
 def test_reproduce_columns_figures_and_seed_keys(tmp_path, monkeypatch):
