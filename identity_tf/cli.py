@@ -168,13 +168,16 @@ def main(argv=None) -> int:
     if args.data_dir:
         os.environ["IDENTITY_TF_DATA_DIR"] = args.data_dir
     from identity_tf.datasets.cache import DataError
-    from identity_tf.train import ConfigError
+    from identity_tf.train import ConfigError, TrainingDiverged
 
     try:
         return args.func(args)
     except (ConfigError, DataError, FileNotFoundError) as error:
         print(f"identity-tf: error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"identity-tf: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

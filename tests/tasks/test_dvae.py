@@ -357,10 +357,18 @@ def test_sgd_optimizer_config():
         train.load_config(CONFIGS / "identity_std.yaml", {"train.momentum": 0.9})
 
 
-def test_diverging_run_raises_a_clear_error(dvae_task, tmp_path):
+def test_diverging_run_raises_a_clear_error(dvae_task, tmp_path, capsys):
     overrides = {"data.data_dir": dvae_task, "data.max_train": 300, "data.max_val": 100, "data.max_test": 100}
     overrides.update({"train.epochs": 3, "train.learning_rate": 1.0e3})  # far too large for SGD here
     config = train.load_config(CONFIGS / "identity_none_sgd.yaml", overrides)
-    with pytest.raises(train.TrainingDiverged, match=r"diverged in epoch \d \(.*non-finite.*\).*smaller train.learning_rate.*1000"):
+    with pytest.raises(
+        train.TrainingDiverged, match=r"diverged in epoch \d \(.*non-finite.*\).*smaller train.learning_rate.*1000"
+    ):
         train.train(config, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run" / "metrics.json").exists()
+    from identity_tf import cli
+
+    command = ["train", str(CONFIGS / "identity_none_sgd.yaml"), "--out", str(tmp_path / "cli"), "--quiet"]
+    command += [f"--set={key}={value}" for key, value in overrides.items()]
+    assert cli.main(command) == 1
+    assert "Training diverged" in capsys.readouterr().err
