@@ -4,7 +4,8 @@
   the reported loss of the DVAE includes its ``add_loss`` KL term, the model's own ``nelbo`` / ``kl`` / ``bce``
   metrics are reported, and the test metrics equal a single-device evaluation of the saved best weights. The test
   sets have 41 examples at batch 20, so the last global batch (1 example) leaves one worker an empty batch.
-* ``--strategy mirrored`` (two logical CPU devices, set up by the root conftest) on a tiny L2X run, and one
+* ``--strategy mirrored`` (two logical CPU devices, set up by the root conftest) on tiny L2X and DVAE runs (the DVAE's
+  gradient-alignment callback included), and one
   mirrored L2X train step against the single-device step with the same global batch.
 """
 
@@ -187,6 +188,20 @@ def test_mirrored_l2x_run(tmp_path, data_dir):
     assert metrics["replicas"] == 2 and metrics["strategy"] == "mirrored"
     assert math.isfinite(metrics["test"]["mse"]) and metrics["test"]["loss"] == pytest.approx(metrics["test"]["mse"])
     assert len(read_history(tmp_path / "run")) == 2 and (tmp_path / "run" / "best.weights.h5").exists()
+
+
+def test_mirrored_dvae_run_with_its_callback(tmp_path, data_dir):
+    from identity_tf.datasets import mnist
+
+    mnist.load(data_dir=data_dir)
+    overrides = {"data.data_dir": data_dir, "data.max_train": 200, "data.max_val": 100, "data.max_test": 100}
+    config = train.load_config(DVAE, {**overrides, "train.epochs": 2})
+    metrics = train.train(config, tmp_path / "run", strategy="mirrored", verbose=0, plots=False)
+    assert metrics["replicas"] == 2
+    test = metrics["test"]
+    assert test["nelbo"] == pytest.approx(test["bce"] + test["kl"], rel=1e-5) and 0 < test["grad_cosine"] <= 1 + 1e-6
+    history = read_history(tmp_path / "run")
+    assert len(history) == 2 and all(0 < row["grad_cosine"] <= 1 + 1e-6 for row in history)  # GradientAlignment
 
 
 def test_mirrored_l2x_step_equals_single_device():
