@@ -5,8 +5,8 @@
   metrics are reported, and the test metrics equal a single-device evaluation of the saved best weights. The test
   sets have 41 examples at batch 20, so the last global batch (1 example) leaves one worker an empty batch.
 * ``--strategy mirrored`` (two logical CPU devices, set up by the root conftest) on tiny L2X and DVAE runs (the DVAE's
-  gradient-alignment callback included), and one
-  mirrored L2X train step against the single-device step with the same global batch.
+  gradient-alignment callback included), and one mirrored L2X train step against the single-device step with the
+  same global batch.
 """
 
 import csv
