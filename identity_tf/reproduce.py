@@ -53,26 +53,6 @@ def _summary(values) -> dict:
     return {"mean": float(np.mean(finite)), "std": float(np.std(finite))}
 
 
-def _run_once(task, row, seed, configs_root, out_dir, quick, overrides, seed_keys, strategy, verbose, seeds):
-    """Test metrics of one row and seed: read from a finished run, else trained; None if it diverged."""
-    run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.exists():
-        if (run_dir / "diverged.txt").exists():  # diverged before: not rerun
-            return None
-        row_overrides = {**(row.get("set") or {}), **(overrides or {})}
-        row_overrides.update({key: seed for key in seed_keys})
-        config = train.load_config(configs_root / task / row["config"], row_overrides, quick=quick)
-        print(f"[reproduce] {row['name']} seed {seed} -> {run_dir}", flush=True)
-        try:
-            train.train(config, run_dir, strategy=strategy, verbose=verbose, plots=(seed == seeds[0]))
-        except train.TrainingDiverged as error:  # recorded in the table; the grid goes on
-            print(f"[reproduce] {row['name']} seed {seed}: {error}", flush=True)
-            (run_dir / "diverged.txt").write_text(f"{error}\n")
-            return None
-    return json.loads(metrics_path.read_text())["test"]
-
-
 def load_grid(task: str, configs_root: pathlib.Path) -> dict:
     path = configs_root / task / "reproduce.yaml"
     if not path.is_file():
@@ -121,13 +101,31 @@ def run(
     rows = [r for r in grid["rows"] if not only or r["name"] in only]
     if only and not rows:
         raise train.ConfigError(f"No rows named {only}. Rows: {[r['name'] for r in grid['rows']]}")
+
+    def run_once(row, seed) -> dict | None:
+        """Test metrics of one row and seed: read from a finished run, else trained; None if it diverged."""
+        run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
+        metrics_path = run_dir / "metrics.json"
+        if not metrics_path.exists():
+            if (run_dir / "diverged.txt").exists():  # diverged before: not rerun
+                return None
+            row_overrides = {**(row.get("set") or {}), **(overrides or {})}
+            row_overrides.update({key: seed for key in seed_keys})
+            config = train.load_config(configs_root / task / row["config"], row_overrides, quick=quick)
+            print(f"[reproduce] {row['name']} seed {seed} -> {run_dir}", flush=True)
+            try:
+                train.train(config, run_dir, strategy=strategy, verbose=verbose, plots=(seed == seeds[0]))
+            except train.TrainingDiverged as error:  # recorded in the table; the grid goes on
+                print(f"[reproduce] {row['name']} seed {seed}: {error}", flush=True)
+                (run_dir / "diverged.txt").write_text(f"{error}\n")
+                return None
+        return json.loads(metrics_path.read_text())["test"]
+
     results, diverged = [], []
     for row in rows:
         values, extra = [], {column: [] for column in columns}
         for seed in seeds:
-            test = _run_once(
-                task, row, seed, configs_root, out_dir, quick, overrides, seed_keys, strategy, verbose, seeds
-            )
+            test = run_once(row, seed)
             if test is None:
                 diverged.append(f"{row['name']} (seed {seed})")
                 test = {}

@@ -12,6 +12,7 @@ stopped when started again with the same ``--out`` (Keras ``BackupAndRestore``, 
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
 import json
 import os
@@ -451,8 +452,6 @@ def _diverged_message(run_dir: pathlib.Path, what: str, config: RunConfig) -> st
 def _read_history(history_csv: pathlib.Path) -> list[dict]:
     if not history_csv.exists():
         return []
-    import csv
-
     with open(history_csv) as f:
         return list(csv.DictReader(f))
 

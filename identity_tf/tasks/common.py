@@ -1,4 +1,4 @@
-"""Pieces shared by the paper's task models: the solver block, gradient noise, and method settings."""
+"""Pieces shared by the paper's task models: the solver block, gradient noise, Sum-of-Gamma noise and method settings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from identity_tf import gradients, layers
+from identity_tf import noise as noise_lib
 from identity_tf._utils import stateless_seed
 
 GRADIENTS = ("identity", "blackbox", "imle", "perturbed")
@@ -144,3 +145,27 @@ def solver_block(solver, method: MethodConfig, seed: int, symmetric_noise: bool 
     if method.gradient_noise > 0:
         blocks.append(GradientNoiseLayer(method.gradient_noise, seed=seed + 2, name="gradient_noise"))
     return blocks
+
+
+# registered under its first package name, so that saved DVAE / L2X models keep loading
+@keras.saving.register_keras_serializable(package="identity_tf.dvae")
+class SumOfGammaNoise(keras.layers.Layer):
+    """Adds Sum-of-Gamma noise (fresh each call) when training, and also at inference if ``at_inference``."""
+
+    def __init__(self, k=10, tau=10.0, s=10, variant="paper", at_inference=True, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.noise = noise_lib.SumOfGamma(k=k, tau=tau, s=s, variant=variant)
+        self.at_inference = bool(at_inference)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, logits, training=None):
+        if not (training or self.at_inference):
+            return logits
+        return logits + self.noise.sample(tf.shape(logits), seed=self.seed_generator, dtype=logits.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), **self.noise.get_config(), "at_inference": self.at_inference, "seed": self.seed}

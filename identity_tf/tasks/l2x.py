@@ -42,8 +42,7 @@ import tensorflow as tf
 
 from identity_tf import gradients, layers, solvers
 from identity_tf import noise as noise_lib
-from identity_tf.tasks.common import as_config
-from identity_tf.tasks.dvae import SumOfGammaNoise
+from identity_tf.tasks.common import SumOfGammaNoise, as_config
 
 METHODS = ("identity", "imle", "l2x", "softsub")
 PROJECTIONS = ("none", "mean", "norm", "std")
