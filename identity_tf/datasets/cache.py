@@ -56,6 +56,18 @@ class DataError(ValueError):
     """
 
 
+class PickleRefusedError(DataError):
+    """A ``.npy`` file holds a pickled object array and the caller did not opt in to unpickling it.
+
+    Unpickling runs whatever code the file carries, so data files are read with ``allow_pickle=False`` unless a
+    caller asks otherwise for one file it trusts (:func:`load_npy`).
+
+    Example:
+    >>> issubclass(PickleRefusedError, DataError)
+    True
+    """
+
+
 def data_dir(override: str | os.PathLike | None = None) -> pathlib.Path:
     """The root directory of datasets and downloads, created if missing.
 
@@ -173,6 +185,97 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_npy_header(path: pathlib.Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, offset of the data) from a ``.npy`` header; nothing is unpickled."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+        else:  # 3.0 (utf-8 field names): numpy has no public reader of it
+            from numpy.lib import _format_impl
+
+            shape, _, dtype = _format_impl._read_array_header(file, version)
+        return tuple(shape), np.dtype(dtype), file.tell()
+
+
+def load_npy(
+    path: str | os.PathLike,
+    allow_pickle: bool = False,
+    mmap_mode: str | None = None,
+    hint: str = "",
+    pickle_hint: str = "",
+) -> np.ndarray:
+    """``np.load`` of one ``.npy`` file with errors that name the file, and no unpickling unless asked.
+
+    The header is read first, without unpickling anything: an object (pickled) array raises
+    :class:`PickleRefusedError` unless ``allow_pickle`` is True, and a file shorter than its header announces
+    (a zero-byte or truncated file, e.g. an interrupted copy) raises :class:`DataError`.
+
+    Args:
+        path: The ``.npy`` file.
+        allow_pickle: Read an object array by unpickling it. Only for a file you trust: unpickling runs any
+            code stored in the file.
+        mmap_mode: Passed to ``np.load`` (not for object arrays).
+        hint: Sentence appended to every error (e.g. how to rebuild the file).
+        pickle_hint: Sentence appended to the error about a pickled array (e.g. how to opt in).
+
+    Returns:
+        The array.
+
+    Raises:
+        DataError: the file is missing, empty, truncated, not a ``.npy`` file, or (:class:`PickleRefusedError`)
+            a pickled array read without ``allow_pickle``.
+
+    Example:
+    >>> import tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(folder / "a.npy", np.arange(4))
+    >>> load_npy(folder / "a.npy").tolist()
+    [0, 1, 2, 3]
+    >>> _ = (folder / "b.npy").write_bytes((folder / "a.npy").read_bytes()[:-8])
+    >>> load_npy(folder / "b.npy")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    identity_tf.datasets.cache.DataError: '.../b.npy' is truncated: 152 bytes, but its header announces ...
+    """
+    path = pathlib.Path(path)
+    hint = f" {hint}" if hint else ""
+    if not path.is_file():
+        raise DataError(f"Missing file {str(path)!r}.{hint}")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{str(path)!r} is empty (0 bytes), not a .npy array: an interrupted copy or build?{hint}")
+    try:
+        shape, dtype, offset = _read_npy_header(path)
+    except (OSError, ValueError, EOFError, SyntaxError) as error:
+        raise DataError(
+            f"{str(path)!r} is not a readable .npy file (bad or truncated header): {error}.{hint}"
+        ) from error
+    if dtype.hasobject:
+        if not allow_pickle:
+            raise PickleRefusedError(
+                f"{str(path)!r} holds a pickled object array (dtype {dtype}). Unpickling runs any code stored in "
+                f"the file, so it is not read without an explicit opt-in for a file you trust."
+                f"{' ' + pickle_hint if pickle_hint else ''}{hint}"
+            )
+        try:
+            return np.load(path, allow_pickle=True)
+        except Exception as error:  # noqa: BLE001 - unpickling can raise anything
+            raise DataError(f"Cannot unpickle {str(path)!r}: {error}{hint}") from error
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < expected:
+        raise DataError(
+            f"{str(path)!r} is truncated: {size} bytes, but its header announces a {dtype} array of shape "
+            f"{shape} ({expected} bytes): an interrupted copy or build?{hint}"
+        )
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"Cannot read {str(path)!r} as a .npy array: {error}{hint}") from error
 
 
 def _check_sha256(sha256: str, argument: str = "sha256") -> str:

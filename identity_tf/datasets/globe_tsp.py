@@ -11,9 +11,11 @@ coordinates: it has to learn where each flag's capital lies on the globe from th
 * ``countries.npy``: the 100 countries. :func:`build` writes a structured array of 100 records with fields
   ``name`` (``U64``), ``iso2`` (``U2``, ISO 3166-1 alpha-2), ``flag`` (``uint8``, ``(20, 40, 3)`` RGB) and
   ``gps`` (``float64``, ``(2,)``) = **(longitude, latitude) in degrees** of the capital (the original's
-  convention). :func:`load` also reads the original file (an object array of ``(name, gps, flag)`` rows, read
-  with ``allow_pickle=True``: load only files you trust), an object array of dicts with keys ``'flag'`` and
-  ``'gps'`` (optionally ``'name'``), or a pair ``(flags, gps)``.
+  convention). :func:`load` also reads the original file (an object array of ``(name, gps, flag)`` rows), an
+  object array of dicts with keys ``'flag'`` and ``'gps'`` (optionally ``'name'``), or a pair ``(flags, gps)``.
+  Those are pickled arrays, and unpickling runs any code a file carries: they are read only when you opt in
+  for a file you trust (``load(k, allow_pickle=True)``), or converted once into the structured format by
+  :func:`convert_countries`. No other file is ever unpickled.
 * ``train_indices.npy`` / ``test_indices.npy``: ``[N, k]`` integers, the countries of each example (distinct).
 * ``train_tsp_tours.npy`` / ``test_tsp_tours.npy``: ``[N, k, k]`` 0/1 adjacency of the optimal tour, in the
   order of the example's indices (symmetric, zero diagonal, every row sums to 2).
@@ -56,6 +58,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import tarfile
 import unicodedata
 import zipfile
@@ -460,20 +463,19 @@ def build(
 
 
 # ----------------------------------------------------------------------------------------------- loading
-def _load_npy(path: pathlib.Path):
-    if not path.is_file():
-        raise DataError(f"Missing file {str(path)!r} of the Globe TSP data set.")
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as error:
-        if "allow_pickle" not in str(error):
-            raise DataError(f"Cannot read {str(path)!r} as a .npy array: {error}") from error
-    except OSError as error:
-        raise DataError(f"Cannot read {str(path)!r} as a .npy array: {error}") from error
-    try:  # object arrays, as in the original countries.npy: only for trusted files
-        return np.load(path, allow_pickle=True)
-    except Exception as error:  # noqa: BLE001 - unpickling can raise anything
-        raise DataError(f"Cannot read {str(path)!r} as a .npy array: {error}") from error
+_PICKLE_HINT = (
+    "The published countries.npy is such an array. If you trust the file, read it with "
+    "`load(k, allow_pickle=True)` / `build(k, allow_pickle=True)`, or convert it once into a plain structured "
+    "array with `identity_tf.datasets.globe_tsp.convert_countries(k)`."
+)
+_ARRAY_HINT = "Index and tour files are plain integer arrays: an object (pickled) array there is never read."
+
+
+def _load_npy(path: pathlib.Path, allow_pickle: bool = False):
+    """One array of the data set; only ``countries.npy`` may be unpickled, and only with ``allow_pickle``."""
+    if path.name == "countries.npy":
+        return cache.load_npy(path, allow_pickle=allow_pickle, pickle_hint=_PICKLE_HINT)
+    return cache.load_npy(path, allow_pickle=False, pickle_hint=_ARRAY_HINT)
 
 
 def _split_record(record, path) -> tuple:
@@ -561,6 +563,42 @@ def _countries_arrays(raw, path: pathlib.Path) -> tuple[np.ndarray, np.ndarray, 
     return flags, gps, np.asarray([str(name) for name in names])
 
 
+def convert_countries(k: int, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Converts a pickled (published) ``countries.npy`` of Globe TSP(k) once into the structured format.
+
+    Calling this function is the opt-in to unpickle the file (only for a file you trust: unpickling runs any
+    code stored in it). The countries are checked as :func:`load` checks them and written as a
+    ``COUNTRIES_DTYPE`` array (no pickle; ``iso2`` left empty) to ``countries.npy``; the original file is kept
+    beside it as ``countries.pickled.npy``. Afterwards :func:`load` and :func:`build` read the data set without
+    ``allow_pickle``. A ``countries.npy`` that is already a plain array is left as it is.
+
+    Returns:
+        The path of ``countries.npy``.
+
+    Example:
+    >>> convert_countries(5)  # doctest: +SKIP
+    PosixPath('.../globe_tsp/5_countries_from_100/countries.npy')
+    """
+    k = _check_int(k, "k", 3, NUM_COUNTRIES)
+    path = dataset_dir(k, data_dir) / "countries.npy"
+    try:
+        raw = _load_npy(path, allow_pickle=False)
+    except cache.PickleRefusedError:
+        raw = _load_npy(path, allow_pickle=True)
+    else:
+        _countries_arrays(raw, path)  # already plain: only checked
+        return path
+    flags, gps, names = _countries_arrays(raw, path)
+    table = np.zeros(len(flags), COUNTRIES_DTYPE)
+    table["name"], table["flag"], table["gps"] = names, flags, gps
+    backup = path.with_name("countries.pickled.npy")
+    if backup.exists():
+        raise DataError(f"Cannot keep the original {str(path)!r}: {str(backup)!r} exists already. Move one away.")
+    shutil.copy2(path, backup)  # keep the original under its new name, then replace countries.npy atomically
+    cache.atomic_save_npy(path, table)
+    return path
+
+
 def _check_indices(indices, k: int, num_countries: int, path: pathlib.Path) -> np.ndarray:
     indices = np.asarray(indices)
     if indices.ndim != 2 or not np.issubdtype(indices.dtype, np.integer):
@@ -610,14 +648,24 @@ def _is_single_cycle(tours: np.ndarray) -> np.ndarray:
     return visited.all(axis=1) & (current == 0)
 
 
-def load(k: int, data_dir: str | os.PathLike | None = None) -> GlobeTSPData:
+def load(k: int, data_dir: str | os.PathLike | None = None, allow_pickle: bool = False) -> GlobeTSPData:
     """Reads Globe TSP(k) from ``<data_dir>/globe_tsp/<k>_countries_from_100/`` and checks it.
 
-    Works on what :func:`build` writes and on the published files placed in that layout.
+    Works on what :func:`build` writes and on the published files placed in that layout. No file is unpickled
+    unless ``allow_pickle`` is True, and then only ``countries.npy`` (the published one is a pickled object
+    array); index and tour files are never unpickled.
+
+    Args:
+        k: Countries per example.
+        data_dir: Root data directory (see :func:`identity_tf.datasets.cache.data_dir`).
+        allow_pickle: Read a pickled ``countries.npy`` (the published format). Unpickling runs any code stored
+            in the file: only for a file you trust. :func:`convert_countries` converts it once instead.
 
     Raises:
-        DataError: the directory or a file is missing, or an array has the wrong shape, dtype or values
-            (indices out of range or repeated, tours that are not single cycles, ``k`` mismatch).
+        DataError: the directory or a file is missing, empty or truncated, an array has the wrong shape, dtype
+            or values (indices out of range or repeated, tours that are not single cycles, ``k`` mismatch), or
+            (:class:`~identity_tf.datasets.cache.PickleRefusedError`) a file is a pickled array that may not be
+            read.
 
     Example:
     >>> data = load(5)  # doctest: +SKIP
@@ -637,7 +685,8 @@ def load(k: int, data_dir: str | os.PathLike | None = None) -> GlobeTSPData:
             raise DataError(
                 f"Globe TSP({k}): missing file {str(path / name)!r}; expected {list(_FILES)} in {str(path)!r}."
             )
-    flags, gps, names = _countries_arrays(_load_npy(path / "countries.npy"), path / "countries.npy")
+    countries_path = path / "countries.npy"
+    flags, gps, names = _countries_arrays(_load_npy(countries_path, allow_pickle), countries_path)
     arrays = {}
     for split in ("train", "test"):
         indices_path, tours_path = path / f"{split}_indices.npy", path / f"{split}_tsp_tours.npy"
@@ -729,6 +778,7 @@ __all__ = [
     "DROPPED_COUNTRIES",
     "GlobeTSPData",
     "build",
+    "convert_countries",
     "countries",
     "dataset_dir",
     "great_circle_distances",

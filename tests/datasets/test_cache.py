@@ -197,3 +197,49 @@ def test_atomic_dir_leaves_nothing_on_an_exception(tmp_path):
             raise RuntimeError("boom")
     assert leftovers(tmp_path) == ["keep.txt", "set"]
     assert os.listdir(target) == ["keep.txt"]
+
+
+# --------------------------------------------------------------------------------------------- load_npy
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_load_npy_never_unpickles_without_opt_in(tmp_path):
+    marker = tmp_path / "payload_ran"
+    np.save(tmp_path / "a.npy", np.array([_Payload(marker), 1], dtype=object), allow_pickle=True)
+    with pytest.raises(
+        cache.PickleRefusedError, match=r"(?s)a\.npy' holds a pickled object array.*ask first\. Rebuild"
+    ):
+        cache.load_npy(tmp_path / "a.npy", hint="Rebuild it.", pickle_hint="ask first.")
+    assert not marker.exists()
+    cache.load_npy(tmp_path / "a.npy", allow_pickle=True)  # the explicit opt-in unpickles (and runs the payload)
+    assert marker.is_dir()
+
+
+def test_load_npy_reads_plain_and_memory_mapped_arrays(tmp_path):
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "a.npy", array)
+    np.testing.assert_array_equal(cache.load_npy(tmp_path / "a.npy"), array)
+    mapped = cache.load_npy(tmp_path / "a.npy", mmap_mode="r")
+    assert isinstance(mapped, np.memmap)
+    np.testing.assert_array_equal(mapped, array)
+
+
+def test_load_npy_damaged_files(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(100, dtype=np.int64))
+    content = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "short.npy").write_bytes(content[:-1])
+    (tmp_path / "header.npy").write_bytes(content[:20])
+    with pytest.raises(DataError, match=r"empty\.npy' is empty \(0 bytes\)"):
+        cache.load_npy(tmp_path / "empty.npy")
+    with pytest.raises(DataError, match=r"short\.npy' is truncated: 927 bytes, .* shape \(100,\) \(928 bytes\)"):
+        cache.load_npy(tmp_path / "short.npy")
+    with pytest.raises(DataError, match=r"header\.npy' is not a readable \.npy file"):
+        cache.load_npy(tmp_path / "header.npy")
+    with pytest.raises(DataError, match=r"Missing file .*nothing\.npy'\. Place it there\."):
+        cache.load_npy(tmp_path / "nothing.npy", hint="Place it there.")

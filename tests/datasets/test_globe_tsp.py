@@ -3,13 +3,14 @@ one real `build` at a small size (downloads the two pinned sources once into a t
 
 import itertools
 import json
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from identity_tf.datasets import globe_tsp
-from identity_tf.datasets.cache import DataError
+from identity_tf.datasets.cache import DataError, PickleRefusedError
 
 PARIS, LONDON = (2.3522, 48.8566), (-0.1276, 51.5072)  # (lon, lat)
 
@@ -120,12 +121,77 @@ def test_load_other_countries_layouts(tmp_path, layout):
     else:
         countries = np.array({"flags": table["flag"], "gps": table["gps"]}, dtype=object)
     np.save(path / "countries.npy", countries, allow_pickle=True)
-    data = globe_tsp.load(4, tmp_path)
+    with pytest.raises(PickleRefusedError, match=r"(?s)pickled object array.*allow_pickle=True.*convert_countries"):
+        globe_tsp.load(4, tmp_path)  # no unpickling without the opt-in
+    data = globe_tsp.load(4, tmp_path, allow_pickle=True)
     np.testing.assert_array_equal(data.flags, table["flag"])
     np.testing.assert_array_equal(data.gps, table["gps"])
     assert len(data.names) == len(table)
     if layout == "original_rows":
         assert data.names[3] == "land 3"
+
+
+class Payload:
+    """Unpickling this creates the directory ``marker``: a stand-in for a planted shell command."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+@pytest.mark.parametrize(
+    "name, allow_pickle",
+    [
+        ("train_indices.npy", False),
+        ("train_indices.npy", True),  # the opt-in covers countries.npy only
+        ("test_tsp_tours.npy", True),
+        ("countries.npy", False),
+    ],
+)
+def test_planted_pickle_is_never_run(fixture, name, allow_pickle):
+    root, path, _ = fixture
+    marker = root / "payload_ran"
+    np.save(path / name, np.array([Payload(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(PickleRefusedError, match=f"(?s){name}.*pickled object array.*runs any code"):
+        globe_tsp.load(4, root, allow_pickle=allow_pickle)
+    assert not marker.exists()
+    np.load(path / name, allow_pickle=True)  # the payload is real: unpickling it does run it
+    assert marker.is_dir()
+
+
+def test_convert_countries_once(tmp_path):
+    path, arrays = write_fixture(tmp_path)
+    table = arrays["countries"]
+    original = np.empty(len(table), object)
+    original[:] = [(str(r["name"]), r["gps"].copy(), r["flag"].copy()) for r in table]
+    np.save(path / "countries.npy", original, allow_pickle=True)
+    pickled_bytes = (path / "countries.npy").read_bytes()
+    assert globe_tsp.convert_countries(4, tmp_path) == path / "countries.npy"
+    assert (path / "countries.pickled.npy").read_bytes() == pickled_bytes  # the original is kept
+    converted = np.load(path / "countries.npy", allow_pickle=False)
+    assert converted.dtype == globe_tsp.COUNTRIES_DTYPE
+    data = globe_tsp.load(4, tmp_path)  # no opt-in needed any more
+    np.testing.assert_array_equal(data.flags, table["flag"])
+    np.testing.assert_array_equal(data.gps, table["gps"])
+    assert list(data.names) == list(table["name"])
+    stamp = (path / "countries.npy").stat().st_mtime_ns
+    globe_tsp.convert_countries(4, tmp_path)  # already plain: left as it is
+    assert (path / "countries.npy").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not npy"])
+def test_damaged_npy_names_the_file(fixture, damage):
+    root, path, _ = fixture
+    target = path / "test_tsp_tours.npy"
+    content = target.read_bytes()
+    target.write_bytes(
+        {"empty": b"", "truncated": content[: len(content) - 7], "not npy": b"<html>oops</html>"}[damage]
+    )
+    expected = {"empty": "is empty \\(0 bytes\\)", "truncated": "is truncated", "not npy": "is not a readable .npy"}
+    with pytest.raises(DataError, match=f"test_tsp_tours.npy' {expected[damage]}"):
+        globe_tsp.load(4, root)
 
 
 def test_load_missing_directory(tmp_path):
@@ -195,7 +261,7 @@ def test_load_malformed_arrays(fixture, case):
     name, value = BAD[case][0](arrays)
     np.save(path / name, value, allow_pickle=True)
     with pytest.raises(DataError, match=BAD[case][1]):
-        globe_tsp.load(4, root)
+        globe_tsp.load(4, root, allow_pickle=True)
 
 
 def test_load_rejects_subtours(tmp_path):
