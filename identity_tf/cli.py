@@ -57,10 +57,28 @@ def _summary(task: str, test: dict) -> str:
     return "Test metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items())
 
 
+def _report(args, root: pathlib.Path) -> int:
+    from identity_tf import report
+
+    results = pathlib.Path(args.results or os.path.join("results", args.task))
+    if args.export:
+        for path in report.export(args.export, results):
+            print(f"exported {path}")
+    if args.report:
+        table = report.table(args.task, root, results)
+        print(table)
+        if args.write_readme:
+            report.write_readme_block("README.md", args.task, table)
+            print(f"README.md: the {args.task} block was rewritten")
+    return 0
+
+
 def _reproduce(args) -> int:
     from identity_tf import reproduce, train
 
     root = _configs_root(args.configs)
+    if args.report or args.export:
+        return _report(args, root)
     out = pathlib.Path(args.out or os.path.join("runs", f"reproduce_{args.task}" + ("_quick" if args.quick else "")))
     table = reproduce.run(
         args.task,
@@ -143,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", help="configs directory (default: ./configs)")
     p.add_argument("--strategy", default="default", choices=["default", "mirrored"])
     p.add_argument("--quiet", action="store_true", help="one line per epoch")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: print the table generated from the committed result files (--results)",
+    )
+    p.add_argument("--results", help="result files of --report/--export (default: ./results/<task>)")
+    p.add_argument("--write-readme", action="store_true", help="with --report: replace README.md's block of the task")
+    p.add_argument(
+        "--export", metavar="RUNS_DIR", help="copy the small files of finished runs in RUNS_DIR to --results"
+    )
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("data", help="build a dataset into the data directory")

@@ -1,0 +1,190 @@
+"""Results tables that cannot go stale: generated from committed result files, checked against README.
+
+A finished run directory is large (checkpoints, plots); its small files — ``config.yaml``, ``metrics.json``,
+``history.csv`` (and ``diverged.txt`` for a run that diverged) — are what a number in README rests on. They are
+committed under ``results/<task>/<row>/seed<N>/`` (the layout of ``identity-tf reproduce``'s run directories), and
+README's results tables are generated from them:
+
+.. code-block:: bash
+
+    identity-tf reproduce globe_tsp --export runs/reproduce_globe_tsp   # copy the small files into results/
+    identity-tf reproduce globe_tsp --report                            # print the table from results/
+    identity-tf reproduce globe_tsp --report --write-readme             # and replace README's block
+
+README holds each task's table between ``<!-- results:<task> -->`` and ``<!-- /results:<task> -->``;
+``tests/test_readme_results.py`` regenerates every block from ``results/`` and fails when README differs.
+
+A row's number is the mean ± std over the seeds found in ``results/`` (not the grid's seed list: a row reports what
+was run), with the run count beside it. Runs that diverged or whose metrics say ``"status": "collapsed"`` are
+listed in the row and left out of its mean. Train time is ``metrics.json["train_seconds"]`` (paper Table 8).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import re
+import shutil
+
+import yaml
+
+SMALL_FILES = ("config.yaml", "metrics.json", "history.csv", "diverged.txt")
+_SEED_DIR = re.compile(r"^seed(\d+)$")
+
+
+def slug(name: str) -> str:
+    """The directory name of a grid row: ``"TSP(5) BB lambda=20"`` -> ``"TSP_5_BB_lambda_20"``."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", name).strip("_")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def _runs(row_dir: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+    if not row_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in row_dir.iterdir() if (m := _SEED_DIR.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
+    """One entry per grid row that has at least one run under ``results_dir``.
+
+    Each entry: ``name``, ``paper``, ``seeds`` (all found), ``values`` (scaled metric of the good runs),
+    ``columns`` (``{column: [values]}``), ``minutes`` (train time of each good run) and ``failed``
+    (``["seed 1: diverged", ...]``).
+    """
+    results_dir = pathlib.Path(results_dir)
+    scale = float(grid.get("scale", 1.0))
+    columns = list(grid.get("columns") or [])
+    rows = []
+    for row in grid["rows"]:
+        runs = _runs(results_dir / slug(row["name"]))
+        if not runs:
+            continue
+        entry = {
+            "name": row["name"],
+            "paper": row.get("paper", ""),
+            "seeds": [seed for seed, _ in runs],
+            "values": [],
+            "columns": {column: [] for column in columns},
+            "minutes": [],
+            "failed": [],
+        }
+        for seed, path in runs:
+            if (path / "diverged.txt").exists():
+                entry["failed"].append(f"seed {seed}: diverged")
+                continue
+            metrics_path = path / "metrics.json"
+            if not metrics_path.exists():
+                entry["failed"].append(f"seed {seed}: unfinished")
+                continue
+            metrics = json.loads(metrics_path.read_text())
+            status = metrics.get("status", "ok")
+            if status != "ok":
+                entry["failed"].append(f"seed {seed}: {status}")
+                continue
+            test = metrics["test"]
+            entry["values"].append(scale * float(test[grid["metric"]]))
+            for column in columns:
+                if column in test:
+                    entry["columns"][column].append(scale * float(test[column]))
+            if "train_seconds" in metrics:
+                entry["minutes"].append(float(metrics["train_seconds"]) / 60.0)
+        rows.append(entry)
+    return rows
+
+
+def _cell(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "—"
+    mean, std = _mean_std(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def render(grid: dict, rows: list[dict]) -> str:
+    """The Markdown table of :func:`collect`'s rows (deterministic: README is compared with it byte for byte)."""
+    columns = list(grid.get("columns") or [])
+    header = ["run", f"{grid['metric']} (ours)", *[f"{c} (ours)" for c in columns], "runs", "train min/run", "paper"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        runs = f"{len(row['values'])}"
+        if row["failed"]:
+            runs += f" (+ {'; '.join(row['failed'])})"
+        minutes = f"{_mean_std(row['minutes'])[0]:.1f}" if row["minutes"] else "—"
+        cells = [
+            row["name"],
+            _cell(row["values"]),
+            *[_cell(row["columns"][c]) for c in columns],
+            runs,
+            minutes,
+            row["paper"] or "—",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_grid(task: str, configs_root: str | pathlib.Path) -> dict:
+    path = pathlib.Path(configs_root) / task / "reproduce.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"No grid for task {task!r}: expected {path}")
+    return yaml.safe_load(path.read_text())
+
+
+def table(task: str, configs_root, results_dir) -> str:
+    """The results table of ``task`` from the files under ``results_dir`` (``results/<task>``)."""
+    grid = load_grid(task, configs_root)
+    return render(grid, collect(grid, results_dir))
+
+
+def export(runs_dir, results_dir) -> list[pathlib.Path]:
+    """Copies the small files of every ``<row>/seed<N>/`` run under ``runs_dir`` into ``results_dir``.
+
+    Only finished (``metrics.json``) or diverged (``diverged.txt``) runs are exported; returns the run directories
+    written.
+    """
+    runs_dir, results_dir = pathlib.Path(runs_dir), pathlib.Path(results_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"`runs_dir` is not a directory. Received: {str(runs_dir)!r}")
+    written = []
+    for row_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        for _, run in _runs(row_dir):
+            if not ((run / "metrics.json").exists() or (run / "diverged.txt").exists()):
+                continue
+            target = results_dir / row_dir.name / run.name
+            target.mkdir(parents=True, exist_ok=True)
+            for name in SMALL_FILES:
+                if (run / name).exists():
+                    shutil.copyfile(run / name, target / name)
+            written.append(target)
+    return written
+
+
+def readme_block(readme_text: str, task: str) -> str | None:
+    """The text between README's ``<!-- results:<task> -->`` markers (None when there is no such block)."""
+    match = re.search(
+        rf"<!-- results:{re.escape(task)} -->\n(.*?)\n<!-- /results:{re.escape(task)} -->", readme_text, re.S
+    )
+    return match.group(1) if match else None
+
+
+def write_readme_block(readme_path, task: str, text: str) -> None:
+    """Replaces README's block of ``task`` with ``text`` (the markers must exist)."""
+    readme_path = pathlib.Path(readme_path)
+    content = readme_path.read_text()
+    if readme_block(content, task) is None:
+        raise ValueError(
+            f"{readme_path} has no block for {task!r}: add the lines `<!-- results:{task} -->` and "
+            f"`<!-- /results:{task} -->` where the table goes."
+        )
+    start, end = f"<!-- results:{task} -->\n", f"\n<!-- /results:{task} -->"
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme_path.write_text(head + start + text + end + tail)

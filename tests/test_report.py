@@ -1,0 +1,98 @@
+"""identity_tf.report: tables from committed result files, and README's generated blocks."""
+
+import json
+import pathlib
+
+import pytest
+
+from identity_tf import report
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+GRID = {
+    "table": "t",
+    "metric": "acc",
+    "scale": 100,
+    "columns": ["edges"],
+    "rows": [
+        {"name": "A x=0.2", "config": "a.yaml", "paper": "99.67 ± 0.10"},
+        {"name": "B", "config": "b.yaml"},
+        {"name": "C never run", "config": "c.yaml", "paper": "1"},
+    ],
+}
+
+
+def write_run(root, row, seed, acc=None, edges=None, seconds=None, status=None, diverged=False):
+    run = root / report.slug(row) / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("task: x\n")
+    if diverged:
+        (run / "diverged.txt").write_text("Training diverged in epoch 3\n")
+        return run
+    metrics = {"test": {"acc": acc, "edges": edges}, "train_seconds": seconds}
+    if status:
+        metrics["status"] = status
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    (run / "best.weights.h5").write_bytes(b"big")
+    return run
+
+
+def test_table_values_by_hand(tmp_path):
+    write_run(tmp_path, "A x=0.2", 0, acc=0.90, edges=0.95, seconds=600)
+    write_run(tmp_path, "A x=0.2", 1, acc=0.94, edges=0.97, seconds=720)
+    write_run(tmp_path, "A x=0.2", 2, diverged=True)
+    write_run(tmp_path, "B", 0, acc=0.5, edges=0.75, seconds=60, status="collapsed")
+    write_run(tmp_path, "B", 3, acc=0.8, edges=0.9, seconds=90)
+    rows = report.collect(GRID, tmp_path)
+    assert [r["name"] for r in rows] == ["A x=0.2", "B"]  # C has no runs: not in the table
+    assert rows[0]["seeds"] == [0, 1, 2] and rows[0]["failed"] == ["seed 2: diverged"]
+    # A: mean of 90 and 94 = 92, population std = 2; edges 95, 97 -> 96 ± 1; minutes 10, 12 -> 11.0
+    assert report.render(GRID, rows).splitlines() == [
+        "| run | acc (ours) | edges (ours) | runs | train min/run | paper |",
+        "|---|---|---|---|---|---|",
+        "| A x=0.2 | 92.00 ± 2.00 | 96.00 ± 1.00 | 2 (+ seed 2: diverged) | 11.0 | 99.67 ± 0.10 |",
+        "| B | 80.00 | 90.00 | 1 (+ seed 0: collapsed) | 1.5 | — |",
+    ]
+
+
+def test_export_copies_only_small_files_of_finished_runs(tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    write_run(runs, "A x=0.2", 0, acc=0.9, edges=0.9, seconds=1)
+    write_run(runs, "A x=0.2", 1, diverged=True)
+    unfinished = runs / "B" / "seed0"
+    unfinished.mkdir(parents=True)
+    (unfinished / "history.csv").write_text("epoch\n")
+    written = report.export(runs, results)
+    assert [p.relative_to(results).as_posix() for p in written] == ["A_x_0.2/seed0", "A_x_0.2/seed1"]
+    assert sorted(p.name for p in (results / "A_x_0.2" / "seed0").iterdir()) == [
+        "config.yaml",
+        "history.csv",
+        "metrics.json",
+    ]
+    assert sorted(p.name for p in (results / "A_x_0.2" / "seed1").iterdir()) == ["config.yaml", "diverged.txt"]
+    with pytest.raises(FileNotFoundError, match="runs_dir"):
+        report.export(tmp_path / "nope", results)
+
+
+def test_readme_block_round_trip(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:x -->\nold\n<!-- /results:x -->\nafter\n")
+    assert report.readme_block(readme.read_text(), "x") == "old"
+    report.write_readme_block(readme, "x", "| new |\n|---|")
+    assert readme.read_text() == "intro\n<!-- results:x -->\n| new |\n|---|\n<!-- /results:x -->\nafter\n"
+    with pytest.raises(ValueError, match="results:y"):
+        report.write_readme_block(readme, "y", "z")
+
+
+@pytest.mark.parametrize(
+    "task", sorted(p.name for p in (ROOT / "results").iterdir()) if (ROOT / "results").is_dir() else []
+)
+def test_readme_tables_equal_the_generated_ones(task):
+    """Every committed results/<task> has a README block, and the block is what `--report` generates."""
+    block = report.readme_block((ROOT / "README.md").read_text(), task)
+    assert block is not None, f"README has no `<!-- results:{task} -->` block"
+    expected = report.table(task, ROOT / "configs", ROOT / "results" / task)
+    assert block == expected, (
+        f"README's {task} table is stale: run `identity-tf reproduce {task} --report --write-readme`"
+    )
