@@ -27,6 +27,8 @@ import tensorflow as tf
 import yaml
 
 from identity_tf import layers
+from identity_tf import validation
+from identity_tf.validation import ConfigError
 from identity_tf.tasks import dvae_spec
 from identity_tf.tasks import globe_tsp as globe_tsp_task
 from identity_tf.tasks import l2x_spec
@@ -52,6 +54,9 @@ class TrainConfig:
         lr_factor: Learning-rate decay factor.
         seed: Seed of weights, noise and shuffling.
         jit_compile: XLA-compile the train step ("auto": when every solver in the model is pure TF).
+        collapse_patience: A run whose predictions or solver inputs stay collapsed (constant) for this many
+            consecutive epochs is marked ``"status": "collapsed"`` in ``metrics.json`` (0 = never); see
+            :class:`identity_tf.run_health.RunHealth`.
     """
 
     epochs: int = 10
@@ -59,12 +64,17 @@ class TrainConfig:
     learning_rate: float = 1e-4
     optimizer: str = "adam"
     momentum: float = 0.0
-    lr_milestones: list = dataclasses.field(default_factory=list)
+    lr_milestones: list[int] = dataclasses.field(default_factory=list)
     lr_factor: float = 0.1
     seed: int = 0
-    jit_compile: Any = "auto"
+    jit_compile: bool | str = "auto"
+    collapse_patience: int = 3
 
     def __post_init__(self):
+        if self.jit_compile not in (True, False, "auto"):
+            raise ValueError(
+                f"`train.jit_compile` must be true, false or 'auto'. Received: jit_compile={self.jit_compile!r}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"`train.optimizer` must be one of {OPTIMIZERS}. Received: optimizer={self.optimizer!r}")
         if self.optimizer == "adam" and self.momentum:
@@ -100,6 +110,16 @@ class GlobeTSPData:
     max_train: int | None = None
     max_test: int | None = None
     data_dir: str | None = None
+
+    def __post_init__(self):
+        train = min(self.num_train, self.max_train or self.num_train)
+        val = int(round(self.val_fraction * train))
+        if not 1 <= val < train:
+            raise ValueError(
+                f"The validation split of {train} training examples at data.val_fraction={self.val_fraction:g} has "
+                f"{val} examples; it needs at least 1 and must leave training examples. Received: "
+                f"num_train={self.num_train}, max_train={self.max_train}, val_fraction={self.val_fraction}"
+            )
 
 
 @dataclasses.dataclass
@@ -161,10 +181,6 @@ class RunConfig:
         }
 
 
-class ConfigError(ValueError):
-    """A config file or override is malformed."""
-
-
 class TrainingDiverged(RuntimeError):
     """Training produced non-finite costs or losses (e.g. a learning rate too large for the method)."""
 
@@ -182,7 +198,11 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
         raise ConfigError(f"Overrides are `section.key=value` (e.g. train.epochs=5). Received: {dotted!r}")
     if section not in ("data", "model", "method", "train"):
         raise ConfigError(f"Unknown section {section!r} in override {dotted!r}. Valid: data, model, method, train")
-    tree.setdefault(section, {})[key] = value
+    if tree.get(section) is None:
+        tree[section] = {}
+    if not isinstance(tree[section], dict):
+        raise ConfigError(f"Section `{section}` must be a mapping. Received: {tree[section]!r}")
+    tree[section][key] = value
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -192,7 +212,13 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"`--set` expects key=value. Received: {item!r}")
-        out[key.strip()] = _number(yaml.safe_load(value))
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"`--set {item}`: the value is not a YAML scalar ({error}). Received: {value!r}"
+            ) from None
+        out[key.strip()] = _number(parsed)
     return out
 
 
@@ -206,12 +232,6 @@ def _number(value):
     return value
 
 
-def _coerce(cls: type, values: dict) -> dict:
-    """Float fields given as strings like ``"1e-4"`` become floats."""
-    floats = {f.name for f in dataclasses.fields(cls) if "float" in str(f.type)}
-    return {k: (_number(v) if k in floats else v) for k, v in values.items()}
-
-
 def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bool = False) -> RunConfig:
     """Reads and validates a run config; applies the ``quick`` block (if ``quick``) and then ``overrides``."""
     if isinstance(path_or_dict, dict):
@@ -220,7 +240,7 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
         path = pathlib.Path(path_or_dict)
         if not path.is_file():
             raise ConfigError(f"Config file not found. Received: {str(path)!r}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"A config is a mapping of sections. Received: {type(raw).__name__}")
     valid_top = ["task", "data", "model", "method", "train", "quick"]
@@ -231,6 +251,8 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
     if task not in TASKS:
         raise ConfigError(f"`task` must be one of {sorted(TASKS)}. Received: task={task!r}")
     quick_block = raw.pop("quick", None) or {}
+    if not isinstance(quick_block, dict):
+        raise ConfigError(f"`quick` must be a mapping of dotted keys to values. Received: {quick_block!r}")
     if quick:
         for dotted, value in quick_block.items():
             _set_dotted(raw, dotted, value)
@@ -241,24 +263,42 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
     for name, values in sections.items():
         if not isinstance(values, dict):
             raise ConfigError(f"Section `{name}` must be a mapping. Received: {values!r}")
+    classes = {"data": spec.data_cls, "model": spec.model_cls, "method": MethodConfig, "train": TrainConfig}
     _check_keys("data", sections["data"], spec.data_cls)
     _check_keys("model", sections["model"], spec.model_cls, exclude=tuple(spec.model_from_data))
     _check_keys("method", sections["method"], MethodConfig)
     _check_keys("train", sections["train"], TrainConfig)
+    # types and ranges from the dataclasses' annotations, before anything is built (ConfigError names the key)
+    values = {name: validation.check_section(name, classes[name], sections[name]) for name in classes}
     try:
-        data = spec.data_cls(**_coerce(spec.data_cls, sections["data"]))
-        model_values = _coerce(spec.model_cls, sections["model"])
+        data = spec.data_cls(**values["data"])
+        model_values = dict(values["model"])
         for model_key, data_key in spec.model_from_data.items():
             model_values[model_key] = getattr(data, data_key)
         return RunConfig(
             task=task,
             data=data,
             model=spec.model_cls(**model_values),
-            method=MethodConfig(**_coerce(MethodConfig, sections["method"])),
-            train=TrainConfig(**_coerce(TrainConfig, sections["train"])),
+            method=MethodConfig(**values["method"]),
+            train=TrainConfig(**values["train"]),
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from error
+
+
+def _read_yaml(path: pathlib.Path):
+    """The parsed YAML file; a syntax error is a ConfigError naming the file and line."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        lines = path.read_text().splitlines()
+        line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+        raise ConfigError(f"Malformed YAML in {where}: {problem}. Received: {line!r}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not a text (UTF-8) YAML file: {error}. Received: {path}") from None
 
 
 # -------------------------------------------------------------------------------------------- data + models
