@@ -68,6 +68,16 @@ class PickleRefusedError(DataError):
     """
 
 
+def report(message: str, enabled: bool = True) -> None:
+    """Prints a status line of a dataset build (what is downloaded, where data goes, stages) to stderr.
+
+    Example:
+    >>> report("not shown", enabled=False)
+    """
+    if enabled:
+        print(f"[identity_tf] {message}", file=sys.stderr, flush=True)
+
+
 def data_dir(override: str | os.PathLike | None = None) -> pathlib.Path:
     """The root directory of datasets and downloads, created if missing.
 

@@ -385,6 +385,25 @@ def _read_provenance(path: pathlib.Path) -> dict | None:
         return None
 
 
+def _use_foreign(k: int, root: pathlib.Path, target: pathlib.Path, allow_pickle: bool, progress: bool):
+    """Checks a data set that `build` did not write and returns its directory; never modifies it."""
+    missing = [name for name in _FILES if not (target / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{str(target)!r} holds files that `build` did not write (no provenance.json) but lacks {missing}. "
+            f"Complete it (a Globe TSP data set has {list(_FILES)}), or move it away to build the offline data "
+            "set there; it is never overwritten."
+        )
+    data = load(k, root, allow_pickle=allow_pickle)
+    cache.report(
+        f"Globe TSP({k}): using the data set found in {str(target)!r} as it is ({len(data.train_indices)} training "
+        f"and {len(data.test_indices)} test examples; no provenance.json, so it was not built here and the "
+        "requested sizes and seed do not apply).",
+        progress,
+    )
+    return target
+
+
 def build(
     k: int,
     data_dir: str | os.PathLike | None = None,
@@ -393,7 +412,7 @@ def build(
     seed: int = 0,
     method: str = "auto",
     progress: bool = True,
-    overwrite: bool = False,
+    allow_pickle: bool = False,
 ) -> pathlib.Path:
     """Builds Globe TSP(k) in the original format under ``<data_dir>/globe_tsp/<k>_countries_from_100/``.
 
@@ -401,8 +420,9 @@ def build(
     examples of ``k`` distinct countries with ``numpy.random.default_rng(seed)`` and labels each with its
     optimal tour on great-circle distances. Returns at once when the directory is already complete with the
     same ``k``, sizes, seed and sources (``provenance.json``). A directory built earlier by this function with
-    other settings is replaced; a directory without ``provenance.json`` (e.g. the published files) is only
-    replaced with ``overwrite=True``. Everything is written to a temporary directory renamed into place.
+    other settings is replaced. A directory without ``provenance.json`` holds files this function did not write
+    (e.g. the published data set): it is checked with :func:`load` and used as it is (the sizes and the seed do
+    not apply to it), and never overwritten. Everything is written to a temporary directory renamed into place.
 
     Args:
         k: Countries per example, 3 to 100 (the paper uses 5, 10, 20).
@@ -412,8 +432,9 @@ def build(
         seed: Seed of the example sampling.
         method: ``identity_tf.solvers.TSP`` method: ``"auto"`` (Held-Karp DP for ``k <= 12``, else CP-SAT),
             ``"dp"``, ``"cp_sat"`` or ``"milp"``. All are exact (CP-SAT up to its integer scaling).
-        progress: Show a progress bar while solving.
-        overwrite: Replace a complete directory that this function did not build.
+        progress: Show the stages and a progress bar while solving.
+        allow_pickle: When the directory holds the published files, read their pickled ``countries.npy`` (see
+            :func:`load`; only for files you trust).
 
     Returns:
         The dataset directory.
@@ -434,16 +455,12 @@ def build(
     root = cache.data_dir(data_dir)
     target = dataset_dir(k, root)
     expected = _provenance(k, num_train, num_test, seed)
-    if target.exists():
+    if target.is_dir() and any(target.iterdir()):
         found = _read_provenance(target)
-        if found is not None and _is_complete(target):
-            if all(found.get(key) == expected[key] for key in _PROVENANCE_KEYS):
-                return target
-        elif found is None and any(target.iterdir()) and not overwrite:
-            raise DataError(
-                f"{str(target)!r} holds files that `build` did not write (no provenance.json), e.g. the published "
-                "data set. Pass overwrite=True to replace them, or another data_dir."
-            )
+        if found is None:  # files this function did not write, e.g. the published data set: used as they are
+            return _use_foreign(k, root, target, allow_pickle, progress)
+        if _is_complete(target) and all(found.get(key) == expected[key] for key in _PROVENANCE_KEYS):
+            return target
 
     table = countries(root)
     rng = np.random.default_rng(seed)

@@ -48,7 +48,7 @@ import zipfile
 
 import numpy as np
 
-from identity_tf.datasets.cache import DataError, atomic_dir, data_dir, fetch_wheel, sha256_file
+from identity_tf.datasets.cache import DataError, atomic_dir, data_dir, fetch_wheel, report, sha256_file
 
 #: Terrain types, cheapest first; the index is the terrain id.
 TERRAIN_NAMES = ("road", "grass", "dirt", "stone", "snow", "forest", "water", "lava")
@@ -332,6 +332,26 @@ def _complete(folder: pathlib.Path, counts: dict, size: int) -> bool:
     return True
 
 
+def _use_foreign(size: int, folder: pathlib.Path, progress: bool) -> pathlib.Path:
+    """Checks a dataset that `build` did not write (no provenance.json) and returns its folder; never modifies it."""
+    names = [f"{split}_{field}.npy" for split in SPLITS for field in FIELDS]
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{str(folder)!r} holds files that `build` did not write (no provenance.json) but lacks {missing}. "
+            "Complete it with the published files, or move it away to build the offline dataset there; it is "
+            "never overwritten."
+        )
+    splits = load(size, data_dir=folder.parents[1], mmap=True)
+    counts = {split: len(splits[split]) for split in SPLITS}
+    report(
+        f"Warcraft {size}x{size}: using the dataset found in {str(folder)!r} as it is ({counts} maps; no "
+        "provenance.json, so it was not built here and the requested sizes and seed do not apply).",
+        progress,
+    )
+    return folder
+
+
 def build(
     size: int = 12,
     data_dir: str | os.PathLike | None = None,
@@ -343,9 +363,11 @@ def build(
 ) -> pathlib.Path:
     """Generates the offline Warcraft dataset of ``size x size`` maps in the published format.
 
-    Skips when ``<data_dir>/warcraft/<k>x<k>`` is complete with a matching ``provenance.json``; a complete
-    directory without ``provenance.json`` is taken to be the real dataset and is left alone. Otherwise the
-    directory is written to a temporary directory and renamed into place.
+    Skips when ``<data_dir>/warcraft/<k>x<k>`` is complete with a matching ``provenance.json``. A directory
+    without ``provenance.json`` holds files this function did not write (e.g. the published dataset): it is
+    checked with :func:`load` and used as it is (the sizes and the seed do not apply to it), and never
+    overwritten; an incomplete one is an error. Otherwise the directory is written to a temporary directory and
+    renamed into place.
 
     Args:
         size: Grid side ``k`` (the published sizes are 12, 18, 24, 30).
@@ -370,20 +392,14 @@ def build(
     folder = _split_dir(size, data_dir)
     spec = _spec(size, counts, seed)
     provenance = folder / "provenance.json"
+    if folder.is_dir() and any(folder.iterdir()) and not provenance.exists():
+        return _use_foreign(size, folder, progress)  # e.g. the published dataset: used as it is, never replaced
     if _complete(folder, counts, size):
-        if not provenance.exists():
-            print(f"{folder} holds a complete Warcraft dataset without provenance.json (the real one?); kept.")
-            return folder
         try:
             if json.loads(provenance.read_text()).get("spec") == json.loads(json.dumps(spec)):
                 return folder
         except (OSError, ValueError):
             pass
-    elif folder.exists() and any(folder.iterdir()) and not provenance.exists():
-        raise DataError(
-            f"{folder} exists, is incomplete and has no provenance.json (not made by this module); move it away "
-            "or delete it before building."
-        )
 
     bar = None
     if progress:

@@ -156,6 +156,8 @@ def test_planted_pickle_is_never_run(fixture, name, allow_pickle):
     np.save(path / name, np.array([Payload(marker)], dtype=object), allow_pickle=True)
     with pytest.raises(PickleRefusedError, match=f"(?s){name}.*pickled object array.*runs any code"):
         globe_tsp.load(4, root, allow_pickle=allow_pickle)
+    with pytest.raises(PickleRefusedError):
+        globe_tsp.build(4, root, allow_pickle=allow_pickle)  # a user's folder is validated the same way
     assert not marker.exists()
     np.load(path / name, allow_pickle=True)  # the payload is real: unpickling it does run it
     assert marker.is_dir()
@@ -325,11 +327,53 @@ def test_build_validates_arguments(tmp_path):
         globe_tsp.build(5, tmp_path, method="gurobi")
 
 
-def test_build_refuses_to_replace_foreign_data(fixture):
+def stamps(path):
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in path.iterdir()}
+
+
+def test_build_uses_published_files_as_is(fixture, capsys):
+    root, path, arrays = fixture
+    before = stamps(path)
+    assert globe_tsp.build(4, root, num_train=5, num_test=2) == path  # other sizes: the files are used as they are
+    assert stamps(path) == before  # never overwritten, nothing added
+    assert "using the data set found in" in capsys.readouterr().err
+    np.testing.assert_array_equal(globe_tsp.load(4, root).train_indices, arrays["train_indices"])
+
+
+def test_cli_data_uses_published_files(fixture, monkeypatch, capsys):
+    from identity_tf import cli
+
     root, path, _ = fixture
-    with pytest.raises(DataError, match="overwrite=True"):
-        globe_tsp.build(4, root, num_train=5, num_test=2)
-    assert (path / "countries.npy").exists()
+    monkeypatch.setenv("IDENTITY_TF_DATA_DIR", str(root))
+    before = stamps(path)
+    assert cli.main(["--data-dir", str(root), "data", "globe_tsp", "--k", "4"]) == 0
+    assert capsys.readouterr().out.strip() == str(path)
+    assert stamps(path) == before
+
+
+def test_build_checks_published_files_and_never_replaces_them(fixture):
+    root, path, _ = fixture
+    (path / "test_tsp_tours.npy").unlink()
+    before = stamps(path)
+    with pytest.raises(DataError, match=r"(?s)did not write \(no provenance.json\) but lacks \['test_tsp_tours.npy'\]"):
+        globe_tsp.build(4, root)
+    assert stamps(path) == before
+    np.save(path / "test_tsp_tours.npy", np.zeros((5, 4, 4), np.uint8))
+    before = stamps(path)
+    with pytest.raises(DataError, match="2 edges"):  # validated by `load`, reported, left alone
+        globe_tsp.build(4, root)
+    assert stamps(path) == before
+
+
+def test_build_reads_published_pickled_countries_only_with_opt_in(tmp_path):
+    path, arrays = write_fixture(tmp_path)
+    table = arrays["countries"]
+    original = np.empty(len(table), object)
+    original[:] = [(str(r["name"]), r["gps"].copy(), r["flag"].copy()) for r in table]
+    np.save(path / "countries.npy", original, allow_pickle=True)
+    with pytest.raises(PickleRefusedError, match="allow_pickle=True"):
+        globe_tsp.build(4, tmp_path)
+    assert globe_tsp.build(4, tmp_path, allow_pickle=True) == path
 
 
 @pytest.fixture(scope="module")

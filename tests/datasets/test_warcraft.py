@@ -197,6 +197,23 @@ def test_real_layout_without_provenance_is_loaded_and_kept(tmp_path, built):
     assert isinstance(splits["train"].maps, np.memmap)
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert _build(tmp_path) == folder.resolve()
+    assert _build(tmp_path, num_train=7, seed=3) == folder.resolve()  # other sizes: still used as it is
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+
+
+def test_incomplete_or_malformed_foreign_data_is_reported_and_kept(tmp_path, built):
+    folder = tmp_path / "warcraft" / f"{K}x{K}"
+    folder.mkdir(parents=True)
+    for path in built[1].glob("*.npy"):
+        if path.name != "test_maps.npy":
+            (folder / path.name).write_bytes(path.read_bytes())
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    with pytest.raises(DataError, match=r"did not write \(no provenance.json\) but lacks \['test_maps.npy'\]"):
+        _build(tmp_path)
+    np.save(folder / "test_maps.npy", np.load(built[1] / "test_maps.npy")[:, :-8])
+    stamps["test_maps.npy"] = (folder / "test_maps.npy").stat().st_mtime_ns
+    with pytest.raises(DataError, match="maps must be uint8 of shape"):
+        _build(tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
 
 
