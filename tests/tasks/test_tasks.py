@@ -44,7 +44,7 @@ def test_globe_model_outputs_tours_and_round_trips(tmp_path, encoding):
     np.testing.assert_array_equal(tours, np.swapaxes(tours, 1, 2))
     distances = model.distances(flags).numpy()
     np.testing.assert_array_equal(distances, np.swapaxes(distances, 1, 2))
-    assert np.all(distances <= 2.0 + 1e-6)  # chords of the unit sphere
+    assert np.all(distances <= np.pi + 1e-6)  # great-circle arcs of the unit sphere
     noisy = model(flags, training=True).numpy()  # symmetric noise keeps the TSP input valid
     np.testing.assert_array_equal(noisy.sum(-1), 2)
     path = tmp_path / "globe.keras"
@@ -79,6 +79,29 @@ def test_gradient_noise_layer_adds_noise_to_the_gradient_only():
         tape.watch(x)
         loss = tf.reduce_sum(layer(x, training=False) * 2.0)
     np.testing.assert_array_equal(tape.gradient(loss, x).numpy(), 2.0)
+
+
+def test_gradient_noise_per_example_scale_is_sigma_over_the_batch():
+    """With scale="per_example" the noise on dL/dy of the batch-mean loss is sigma / B: sigma on each dl_i/dy_i."""
+    sigma, batch = 0.5, 8
+    x = tf.constant(RNG.normal(size=(batch, 50)).astype(np.float32))
+    grads = {}
+    for scale in ("batch", "per_example"):
+        layer = GradientNoiseLayer(sigma=sigma, seed=3, scale=scale)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_mean(tf.reduce_sum(layer(x, training=True), axis=1))  # Keras: sum_i l_i / B
+        grads[scale] = tape.gradient(loss, x).numpy() - 1.0 / batch  # the noise alone
+    # same seed, same draw: the two scales differ by exactly the factor 1 / B
+    np.testing.assert_allclose(grads["per_example"], grads["batch"] / batch, rtol=1e-5, atol=1e-8)
+    assert abs(grads["batch"].std() - sigma) < 0.05  # 400 draws of N(0, 0.25)
+    assert (
+        GradientNoiseLayer.from_config(GradientNoiseLayer(0.5, scale="per_example").get_config()).scale == "per_example"
+    )
+    with pytest.raises(ValueError, match="scale"):
+        GradientNoiseLayer(0.5, scale="mean")
+    with pytest.raises(ValueError, match="gradient_noise_scale"):
+        MethodConfig(gradient_noise=0.5, gradient_noise_scale="x")
 
 
 def test_symmetric_margin_noise():
