@@ -22,6 +22,7 @@ if _backend != "tensorflow":
 from identity_tf import gradients  # noqa: E402
 from identity_tf import layers  # noqa: E402
 from identity_tf import losses  # noqa: E402
+from identity_tf import metrics  # noqa: E402
 from identity_tf import noise  # noqa: E402
 from identity_tf import projections  # noqa: E402
 from identity_tf import solvers  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "gradients",
     "layers",
     "losses",
+    "metrics",
     "noise",
     "projections",
     "solvers",
