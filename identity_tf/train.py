@@ -12,12 +12,12 @@ stopped when started again with the same ``--out`` (Keras ``BackupAndRestore``, 
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import json
 import os
 import pathlib
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +27,10 @@ import tensorflow as tf
 import yaml
 
 from identity_tf import layers
+from identity_tf import run_dir as run_dir_lib
 from identity_tf import validation
+from identity_tf.backup import Backup, weights_bytes
+from identity_tf.run_health import RunHealth, TrainingDiverged
 from identity_tf.validation import ConfigError
 from identity_tf.tasks import dvae_spec
 from identity_tf.tasks import globe_tsp as globe_tsp_task
@@ -179,10 +182,6 @@ class RunConfig:
             "method": dataclasses.asdict(self.method),
             "train": dataclasses.asdict(self.train),
         }
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced non-finite costs or losses (e.g. a learning rate too large for the method)."""
 
 
 def _check_keys(section: str, values: dict, cls: type, exclude: tuple[str, ...] = ()) -> None:
@@ -386,6 +385,7 @@ TASKS: dict[str, TaskSpec] = {
         mode="max",
         datasets=_globe_datasets,
         plot=_plot_globe,
+        callbacks=lambda model, config, data: [globe_tsp_task.cost_norm_callback(data)],  # paper Fig. 4c
     ),
     "warcraft": TaskSpec(
         data_cls=WarcraftData,
@@ -433,25 +433,33 @@ def _lr_schedule(config: TrainConfig):
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def _best_logged(history_csv: pathlib.Path, monitor: str, mode: str) -> float | None:
-    """Best value of ``monitor`` in an existing history (so a resumed run keeps the best checkpoint)."""
-    values = [float(row[monitor]) for row in _read_history(history_csv) if row.get(monitor) not in (None, "")]
-    if not values:
-        return None
-    return max(values) if mode == "max" else min(values)
-
-
 def make_strategy(name: str):
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
         if gpus:
+            warnings.warn(
+                "identity-tf: --strategy mirrored found one GPU, so MirroredStrategy trains on 1 replica (no data "
+                "parallelism; the same as --strategy default).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return tf.distribute.MirroredStrategy([d.name for d in gpus])
         # Without GPUs: all logical CPU devices (tests configure two), reduced on one device. Collective
         # all-reduce between CPU devices broke when a second strategy was made in the same process
         # ("Shape mismatch in the collective instance"), seen in this project's test suite.
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) == 1:
+            warnings.warn(
+                "identity-tf: --strategy mirrored found no GPU and one CPU device, so MirroredStrategy trains on 1 "
+                "replica (no data parallelism; the same as --strategy default). Several logical CPU devices can be "
+                "configured with tf.config.set_logical_device_configuration before training.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -480,20 +488,25 @@ def build_and_compile(config: RunConfig, spec: TaskSpec, strategy, sample=None) 
     return model
 
 
-def _diverged_message(run_dir: pathlib.Path, what: str, config: RunConfig) -> str:
-    done = len(_read_history(run_dir / "history.csv"))
+def _first_batches(splits: dict, config: RunConfig) -> dict:
+    """The first batch of each split; an empty split is a ConfigError (before any training)."""
+    batches = {}
+    for name in ("train", "val", "test"):
+        batch = next(iter(splits[name].take(1)), None)
+        if batch is None:
+            raise ConfigError(
+                f"The {name} split has no examples; enlarge it (data.max_*, data.num_*, data.val_fraction). "
+                f"Received: data={dataclasses.asdict(config.data)}"
+            )
+        batches[name] = batch
+    return batches
+
+
+def _hint(config: RunConfig, run_dir: pathlib.Path) -> str:
     return (
-        f"Training diverged in epoch {done + 1} ({what}). Try a smaller train.learning_rate "
-        f"(received {config.train.learning_rate:g} with optimizer {config.train.optimizer}). "
-        f"Finished epochs are in {run_dir / 'history.csv'}."
+        f"Try a smaller train.learning_rate (received {config.train.learning_rate:g} with optimizer "
+        f"{config.train.optimizer}). Finished epochs are in {run_dir / 'history.csv'}."
     )
-
-
-def _read_history(history_csv: pathlib.Path) -> list[dict]:
-    if not history_csv.exists():
-        return []
-    with open(history_csv) as f:
-        return list(csv.DictReader(f))
 
 
 def train(
@@ -502,45 +515,54 @@ def train(
     strategy: str = "default",
     verbose: int | str = "auto",
     plots: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Trains one run and writes its run directory; returns the final test metrics (best-validation weights)."""
+    """Trains one run into the run directory ``out_dir``; returns its metrics (what ``metrics.json`` holds).
+
+    ``out_dir`` is locked for the training (:class:`identity_tf.run_dir.RunLock`) and reused by the rules of
+    :func:`identity_tf.run_dir.prepare`: a finished run of the same config is not trained again (its saved metrics
+    are returned, with ``"reused": True``), an unfinished one resumes from its last intact backup
+    (:class:`identity_tf.backup.Backup`), another config is refused unless ``overwrite`` (which clears the
+    directory). Every epoch is checked outside the compiled step (:class:`identity_tf.run_health.RunHealth`):
+    non-finite values raise :class:`TrainingDiverged`; a lasting collapse sets ``metrics["status"] = "collapsed"``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}")
     spec = TASKS[config.task]
     run_dir = pathlib.Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config.to_dict()
-    config_path = run_dir / "config.yaml"
-    if config_path.exists() and yaml.safe_load(config_path.read_text()) != resolved and (run_dir / "backup").exists():
-        raise ConfigError(
-            f"{run_dir} holds an unfinished run with a different config; use another --out or delete the directory."
-        )
-    config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
     if strategy == "multi_worker":
         from identity_tf import distributed
 
-        return distributed.train_multi_worker(config, spec, run_dir, verbose=verbose)
+        if not distributed.is_chief():  # the chief owns the run directory; the others only read its state
+            state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite, read_only=True)
+            if state.status == "finished":
+                return {**state.metrics, "reused": True}
+            return distributed.train_multi_worker(config, spec, run_dir, verbose=verbose, hint=_hint(config, run_dir))
+    with run_dir_lib.RunLock(run_dir):
+        state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite)
+        if state.status == "finished":
+            return {**state.metrics, "reused": True}
+        if strategy == "multi_worker":
+            return distributed.train_multi_worker(config, spec, run_dir, verbose=verbose, hint=_hint(config, run_dir))
+        return _train_here(config, spec, run_dir, strategy, verbose, plots)
 
+
+def _train_here(config: RunConfig, spec: TaskSpec, run_dir: pathlib.Path, strategy: str, verbose, plots: bool):
+    """``model.fit`` in this process (default or mirrored strategy) into a prepared, locked run directory."""
     keras.utils.set_random_seed(config.train.seed)
     dist = make_strategy(strategy)
     splits, data = spec.datasets(config)
-    model = build_and_compile(config, spec, dist, sample=next(iter(splits["train"]))[0])
-    best_path = run_dir / "best.weights.h5"
-    best_so_far = _best_logged(run_dir / "history.csv", spec.monitor, spec.mode) if best_path.exists() else None
-    # the task's own callbacks first, so that what they add to the epoch's logs reaches the CSV file
+    batches = _first_batches(splits, config)
+    model = build_and_compile(config, spec, dist, sample=batches["train"][0])
+    hint = _hint(config, run_dir)
+    health = RunHealth(batches["val"], batches["train"], patience=config.train.collapse_patience, hint=hint)
+    backup = Backup(run_dir, spec.monitor, spec.mode, stateful=[health])
+    with dist.scope():
+        initial_epoch = backup.restore(model)
+    # order of the epoch-end calls: checks (raise before anything is saved), the task's callbacks and the learning
+    # rate (their logs go into the history), then the backup that commits the epoch
     task_callbacks = list(spec.callbacks(model, config, data)) if spec.callbacks is not None else []
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        *task_callbacks,
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(best_path),
-            monitor=spec.monitor,
-            mode=spec.mode,
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best_so_far,
-        ),
-        _lr_schedule(config.train),
-    ]
+    callbacks = [health, *task_callbacks, _lr_schedule(config.train), backup]
     if config.method.alpha > 0:
         callbacks.append(NoiseSchedule(config.method.alpha, config.method.noise_epochs))
     callbacks.append(keras.callbacks.TerminateOnNaN())
@@ -549,37 +571,76 @@ def train(
         history = model.fit(
             splits["train"],
             validation_data=splits["val"],
+            initial_epoch=initial_epoch,
             epochs=config.train.epochs,
             callbacks=callbacks,
-            shuffle=False,
+            shuffle=False,  # the tf.data pipeline shuffles
             verbose=verbose,
-        )  # the tf.data pipeline shuffles
-    except tf.errors.InvalidArgumentError as error:  # a solver's finite check (NaN/inf costs)
+        )
+    except tf.errors.InvalidArgumentError as error:  # a solver's finite check (NaN/inf costs), outside XLA
         if "non-finite" not in error.message:
             raise
         what = next(line.strip() for line in error.message.splitlines() if "non-finite" in line)
-        raise TrainingDiverged(_diverged_message(run_dir, what, config)) from error
+        raise TrainingDiverged(f"Training diverged in epoch {len(backup.rows) + 1}: {what}. {hint}") from error
     if model.stop_training and not all(np.isfinite(history.history.get("loss", [0.0]))):  # TerminateOnNaN
-        raise TrainingDiverged(_diverged_message(run_dir, "the training loss became NaN or inf", config))
+        raise TrainingDiverged(
+            f"Training diverged in epoch {len(backup.rows) + 1}: the training loss became NaN or inf. {hint}"
+        )
     train_seconds = time.perf_counter() - start
-    if best_path.exists():
-        model.load_weights(str(best_path))
+    with dist.scope():
+        best_epoch = backup.finish(model)
     test = {k: float(v) for k, v in model.evaluate(splits["test"], return_dict=True, verbose=0).items()}
     if spec.evaluate is not None:
         test.update({k: float(v) for k, v in spec.evaluate(model, data).items()})
     metrics = {
+        "status": "collapsed" if health.collapse else "ok",
         "test": test,
-        "train_seconds": train_seconds,
+        "best_epoch": best_epoch,  # 0-based epoch of the tested weights (None: the last epoch's)
+        "train_seconds": train_seconds,  # this process's share (a resumed run: since the resume)
         "epochs": config.train.epochs,
+        "resumed_at_epoch": initial_epoch,
         "strategy": strategy,
         "replicas": dist.num_replicas_in_sync,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    model.save(str(run_dir / "model.keras"))
+    if health.collapse:
+        metrics["collapse"] = health.collapse
+    if health.episodes:
+        metrics["collapse_episodes"] = health.episodes
+    run_dir_lib.atomic_write(
+        run_dir / "model.keras", lambda tmp: model.save(str(tmp)), needed_bytes=weights_bytes(model)
+    )
     if plots:
         from identity_tf import plots as plots_lib
 
-        plots_lib.learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
+        markers = {"best_epoch": best_epoch, "noise_off_epoch": _noise_off_epoch(config)}
+        run_dir_lib.atomic_write(
+            run_dir / "learning_curves.png",
+            lambda tmp: plots_lib.learning_curves(
+                run_dir / "history.csv", tmp, title=run_title(config, run_dir), **markers
+            ),
+        )
         if spec.plot is not None:
             spec.plot(model, data, run_dir)
+    run_dir_lib.atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: "finished"
+    backup.discard()
     return metrics
+
+
+def _noise_off_epoch(config: RunConfig) -> int | None:
+    """0-based first epoch without margin noise (None: no schedule)."""
+    if config.method.alpha > 0 and config.method.noise_epochs is not None:
+        return config.method.noise_epochs if config.method.noise_epochs < config.train.epochs else None
+    return None
+
+
+def run_title(config: RunConfig, run_dir: pathlib.Path) -> str:
+    """One line naming a run for plots: directory, task, method and the main training settings."""
+    method = config.method
+    if config.task in ("dvae", "l2x"):  # their method settings live in the model section
+        how = f"{config.model.method}, projection {config.model.projection}"
+    else:
+        how = f"{method.gradient}, projection {method.projection}" + (
+            f", alpha {method.alpha:g}" if method.alpha else ""
+        )
+    t = config.train
+    return f"{pathlib.Path(run_dir).name}: {config.task}, {how}; {t.optimizer} lr {t.learning_rate:g}, batch {t.batch_size}"

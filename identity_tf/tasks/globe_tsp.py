@@ -181,3 +181,28 @@ def tour_accuracy(y_true, y_pred):
     """1 if the predicted tour is exactly the true one, else 0, per example."""
     y_true = tf.cast(y_true, y_pred.dtype)
     return tf.cast(tf.reduce_all(tf.equal(tf.round(y_pred), y_true), axis=[1, 2]), y_pred.dtype)
+
+
+class CostNorm(keras.callbacks.Callback):
+    """Logs ``cost_norm``: the mean norm of the model's distance matrices (the costs before margin noise and
+    projection) over a fixed set of training examples, at each epoch's end (paper Fig. 4c: BB's costs collapse
+    once the margin noise stops, Identity's do not).
+
+    Args:
+        flags: ``[N, k, 20, 40, 3]`` float inputs (a fixed subset of the training examples).
+    """
+
+    def __init__(self, flags):
+        super().__init__()
+        self.flags = tf.convert_to_tensor(flags, tf.float32)
+
+    def on_epoch_end(self, epoch, logs=None):
+        norms = tf.norm(tf.reshape(self.model.distances(self.flags), [tf.shape(self.flags)[0], -1]), axis=-1)
+        if logs is not None:
+            logs["cost_norm"] = float(tf.reduce_mean(norms))
+
+
+def cost_norm_callback(data, num: int = 200) -> CostNorm:
+    """:class:`CostNorm` on the first ``num`` training examples of a loaded Globe TSP dataset."""
+    indices = data.train_indices[:num]  # [N, k]
+    return CostNorm(data.flags[indices].astype("float32") / 255.0)  # [N, k, 20, 40, 3] in [0, 1]

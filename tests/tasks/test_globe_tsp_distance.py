@@ -101,3 +101,21 @@ def test_model_defaults_to_arc_and_old_saved_configs_keep_the_chord():
     assert GlobeTSP.from_config(saved).task_config.distance == "chord"
     with pytest.raises(ValueError, match="model.distance"):
         GlobeTSP({"k": 5, "distance": "euclid"})
+
+
+def test_cost_norm_callback_logs_the_mean_norm_of_the_distance_matrices():
+    from identity_tf.tasks.globe_tsp import CostNorm
+
+    rng = np.random.default_rng(4)
+    flags = rng.uniform(size=(6, 5, 20, 40, 3)).astype(np.float32)
+    costs = rng.uniform(size=(6, 5, 5))
+    tours = solvers.TSP()(tf.constant(costs + costs.transpose(0, 2, 1)))
+    model = GlobeTSP({"k": 5})
+    model.compile("adam", loss="mae")
+    callback = CostNorm(flags[:4])
+    history = model.fit(flags, tours.numpy(), epochs=1, batch_size=3, verbose=0, callbacks=[callback])
+    points = model.points(flags[:4]).numpy().astype(np.float64)  # weights after the epoch, as the callback saw them
+    cos = np.clip(np.einsum("bic,bjc->bij", points, points), -1, 1)
+    arcs = np.arccos(cos) * (1 - np.eye(5))  # [4, 5, 5], the oracle with arccos
+    expected = np.linalg.norm(arcs.reshape(4, -1), axis=1).mean()
+    assert history.history["cost_norm"][0] == pytest.approx(expected, rel=1e-4)
