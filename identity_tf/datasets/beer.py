@@ -49,9 +49,10 @@ written under the file names of all five aspects; the annotation set is ``num_an
 Generated embeddings (200-d, seeded): ``0.5 * N(0, I) / sqrt(200)`` per word, plus ``valence / 4`` along dimension 0
 for lexicon words, plus 1.0 along dimension ``1 + a`` for the nouns of aspect ``a``, written with 5 decimals.
 
-Caching: ``build.json`` in the folder records the arguments, :data:`GENERATOR_VERSION` and a fingerprint of the
-exclusion list; a folder whose manifest differs (e.g. one written by an older generator, before the word filter) is
-regenerated.
+Caching: ``build.json`` in the folder records the arguments, :data:`GENERATOR_VERSION`, a fingerprint of the
+exclusion list and the size and sha256 of every file; a folder whose record differs (e.g. one written by an older
+generator, before the word filter, or before digests were recorded) or whose files no longer match their digests
+is regenerated (:func:`identity_tf.datasets.cache.build_state`).
 
 Example:
 >>> import numpy as np
@@ -92,6 +93,7 @@ PAD, UNK = 0, 1
 EMBEDDINGS_FILE = "review+wiki.filtered.200.txt"
 ANNOTATIONS_FILE = "annotations.json"
 FOLDER = "beer_generated"
+_RECORD = "build.json"
 #: Version of the review generator, recorded in ``build.json``; bump it whenever the generated data changes so that
 #: cached builds are regenerated. 1: the original generator; 2: offensive lexicon words excluded.
 GENERATOR_VERSION = 2
@@ -464,13 +466,12 @@ def build(
         "generator": GENERATOR_VERSION,
         "excluded_words": excluded_fingerprint(),
     }
-    stamp = target / "build.json"
-    if not force and stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == params:
-                return target
-        except ValueError:
-            pass
+
+    def matches(record):
+        return {key: value for key, value in record.items() if key != "files"} == params
+
+    if not force and cache.build_state(target, _RECORD, matches, "The generated BeerAdvocate reviews") == "current":
+        return target
     lexicon = read_lexicon(root)
     rng = np.random.default_rng(seed)
     splits = {name: _generate(lexicon, n, rng) for name, n in (("train", num_train), ("heldout", num_heldout))}
@@ -490,7 +491,7 @@ def build(
             item.update({str(a): [list(span) for span in spans[a]] for a in range(5)})
             lines.append(json.dumps(item))
         (tmp / ANNOTATIONS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (tmp / "build.json").write_text(json.dumps(params), encoding="utf-8")
+        cache.write_record(tmp, _RECORD, params)  # with the files' sizes and sha256 digests
     return target
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -66,6 +67,22 @@ class PickleRefusedError(DataError):
     >>> issubclass(PickleRefusedError, DataError)
     True
     """
+
+
+class CorruptDataError(DataError):
+    """Files of a data set built here differ from the sizes and sha256 digests recorded when it was built.
+
+    Attributes:
+        files: Names of the files that are missing or changed.
+
+    Example:
+    >>> CorruptDataError("changed", files=["a.npy"]).files
+    ('a.npy',)
+    """
+
+    def __init__(self, message: str, files=()):
+        super().__init__(message)
+        self.files = tuple(files)
 
 
 def report(message: str, enabled: bool = True) -> None:
@@ -286,6 +303,250 @@ def load_npy(
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise DataError(f"Cannot read {str(path)!r} as a .npy array: {error}{hint}") from error
+
+
+# ------------------------------------------------------------------------------------- integrity records
+#: Hidden file of a data set folder that caches the digests already verified, keyed by each file's size,
+#: modification time and inode, so that a load re-hashes only files that changed since the last check.
+VERIFIED_FILE = ".verified.json"
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _read_verified(folder: pathlib.Path) -> dict:
+    try:
+        cached = json.loads((folder / VERIFIED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def _write_verified(folder: pathlib.Path, cached: dict) -> None:
+    """Best effort: a read-only folder is simply re-hashed next time."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{VERIFIED_FILE}.tmp-")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump(cached, file)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, folder / VERIFIED_FILE)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def record_files(folder: str | os.PathLike, exclude=()) -> dict[str, dict[str, int | str]]:
+    """Sizes and sha256 digests of the files of a freshly built data set folder, to store in its build record.
+
+    All regular files directly in ``folder`` are recorded except hidden ones (names starting with ``.``) and
+    ``exclude`` (the record file itself). The digests are also entered into the folder's verification cache
+    (:data:`VERIFIED_FILE`), so the first :func:`verify_files` after the build does not hash again.
+
+    Args:
+        folder: The data set folder (typically the temporary folder of :func:`atomic_dir`).
+        exclude: File names left out.
+
+    Returns:
+        ``{name: {"size": bytes, "sha256": hex}}``, sorted by name.
+
+    Example:
+    >>> import tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.txt").write_bytes(b"")
+    >>> record_files(folder)["a.txt"]["size"], record_files(folder)["a.txt"]["sha256"][:8]
+    (0, 'e3b0c442')
+    """
+    folder = pathlib.Path(folder)
+    exclude = set(exclude)
+    files, cached = {}, {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name in exclude or not path.is_file():
+            continue
+        digest = sha256_file(path)
+        stat = path.stat()
+        files[path.name] = {"size": stat.st_size, "sha256": digest}
+        cached[path.name] = {"stat": _stat_key(stat), "sha256": digest}
+    _write_verified(folder, cached)
+    return files
+
+
+def verify_files(folder: str | os.PathLike, files: dict, what: str, hint: str = "") -> None:
+    """Checks the files of a built data set folder against the sizes and digests recorded at build time.
+
+    A file whose size, modification time and inode are those of its last successful check is not hashed again
+    (the folder's :data:`VERIFIED_FILE` caches them), so a load costs one ``stat`` per file unless a file
+    changed. The cache guards against accidents (a bad copy, a file edited or replaced, a disk error), not
+    against tampering: whoever can write the files can write the cache.
+
+    Args:
+        folder: The data set folder.
+        files: The record, ``{name: {"size": bytes, "sha256": hex}}`` (as :func:`record_files` returns) or
+            ``{name: hex}`` (digests only).
+        what: What the folder is, for the error message (e.g. ``"Globe TSP(5)"``).
+        hint: Sentence appended to the error (e.g. how to rebuild).
+
+    Raises:
+        CorruptDataError: a recorded file is missing, or its size or digest differs; the message names each.
+
+    Example:
+    >>> import tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.txt").write_text("built")
+    >>> files = record_files(folder)
+    >>> verify_files(folder, files, "demo")
+    >>> _ = (folder / "a.txt").write_text("BUILT")
+    >>> verify_files(folder, files, "demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    identity_tf.datasets.cache.CorruptDataError: demo in '...' differs from its build record: a.txt (sha256 ...
+    """
+    folder = pathlib.Path(folder)
+    cached = _read_verified(folder)
+    updated = dict(cached)
+    problems, bad = [], []
+    for name, entry in sorted(files.items()):
+        size, digest = (None, entry) if isinstance(entry, str) else (entry.get("size"), entry.get("sha256"))
+        path = folder / name
+        try:
+            stat = path.stat()
+        except OSError:
+            problems.append(f"{name} (missing)")
+            bad.append(name)
+            continue
+        if size is not None and stat.st_size != size:
+            problems.append(f"{name} (size {stat.st_size} bytes, recorded {size})")
+            bad.append(name)
+            continue
+        seen = cached.get(name)
+        if isinstance(seen, dict) and seen.get("stat") == _stat_key(stat) and seen.get("sha256") == digest:
+            continue
+        actual = sha256_file(path)
+        if actual != digest:
+            problems.append(f"{name} (sha256 {actual}, recorded {digest})")
+            bad.append(name)
+            updated.pop(name, None)
+        else:
+            updated[name] = {"stat": _stat_key(stat), "sha256": actual}
+    if updated != cached:
+        _write_verified(folder, updated)
+    if problems:
+        hint = f" {hint}" if hint else ""
+        raise CorruptDataError(
+            f"{what} in {str(folder)!r} differs from its build record: {'; '.join(problems)}.{hint}", files=bad
+        )
+
+
+def read_record(folder: str | os.PathLike, record_name: str) -> dict | None:
+    """The JSON build record ``folder/record_name`` (e.g. ``provenance.json``), or None if absent or unreadable.
+
+    Example:
+    >>> read_record("/nonexistent", "provenance.json") is None
+    True
+    """
+    try:
+        record = json.loads((pathlib.Path(folder) / record_name).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _recorded_files(record: dict) -> dict | None:
+    return record.get("files") or record.get("files_sha256")  # files_sha256: Warcraft builds before the protocol
+
+
+def write_record(folder: str | os.PathLike, record_name: str, record: dict) -> dict:
+    """Writes the build record ``folder/record_name``: ``record`` plus ``"files"`` (:func:`record_files`).
+
+    Call it last, on the temporary folder of :func:`atomic_dir`, after every data file is written.
+
+    Returns:
+        The record written.
+
+    Example:
+    >>> import tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.txt").write_text("data")
+    >>> sorted(write_record(folder, "build.json", {"seed": 0})["files"])
+    ['a.txt']
+    >>> build_state(folder, "build.json", lambda record: record["seed"] == 0, "demo")
+    'current'
+    """
+    folder = pathlib.Path(folder)
+    record = {**record, "files": record_files(folder, exclude={record_name})}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{record_name}-")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps(record, indent=2) + "\n")
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, folder / record_name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return record
+
+
+def build_state(folder: str | os.PathLike, record_name: str, matches, what: str, progress: bool = True) -> str:
+    """Where a data set folder stands before a build; the one protocol of every dataset module.
+
+    Returns:
+        * ``"missing"``: no folder, or an empty one: build it.
+        * ``"foreign"``: files but no build record: not built here (e.g. a published data set the user placed).
+          Check it and use it as it is; never overwrite it.
+        * ``"stale"``: built here with other settings (``matches(record)`` is False): rebuild.
+        * ``"corrupt"``: built here with these settings, but a file is missing or its size or sha256 differs from
+          the record (:func:`verify_files`; reported with :func:`report`): rebuild.
+        * ``"unverified"``: built here with these settings before digests were recorded: the caller checks the
+          contents another way, then records the digests or rebuilds.
+        * ``"current"``: built here with these settings and intact: use it.
+
+    Args:
+        folder: The data set folder.
+        record_name: Its build record (``provenance.json``, ``build.json``).
+        matches: ``record -> bool``: whether the record describes the requested build.
+        what: What the folder is, for messages.
+        progress: Report a corrupt build before it is rebuilt.
+
+    Example:
+    >>> build_state("/nonexistent", "build.json", lambda record: True, "demo")
+    'missing'
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir() or not any(p for p in folder.iterdir() if p.name != VERIFIED_FILE):
+        return "missing"
+    record = read_record(folder, record_name)
+    if record is None:
+        return "foreign" if not (folder / record_name).exists() else "stale"  # an unreadable record: ours, broken
+    if not matches(record):
+        return "stale"
+    files = _recorded_files(record)
+    if not files:
+        return "unverified"
+    try:
+        verify_files(folder, files, what)
+    except CorruptDataError as error:
+        report(f"{error} Rebuilding it.", progress)
+        return "corrupt"
+    return "current"
+
+
+def verify_record(folder: str | os.PathLike, record_name: str, what: str, hint: str = "") -> None:
+    """On load: checks a folder built here against the digests of its record; a folder without one passes.
+
+    Raises:
+        CorruptDataError: see :func:`verify_files`.
+
+    Example:
+    >>> verify_record("/nonexistent", "provenance.json", "demo")
+    """
+    record = read_record(folder, record_name)
+    files = None if record is None else _recorded_files(record)
+    if files:
+        verify_files(folder, files, what, hint)
 
 
 def _check_sha256(sha256: str, argument: str = "sha256") -> str:

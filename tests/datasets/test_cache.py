@@ -1,6 +1,7 @@
 """Tests of the dataset cache helpers: data directory precedence, pinned downloads, atomic writes."""
 
 import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -243,3 +244,66 @@ def test_load_npy_damaged_files(tmp_path):
         cache.load_npy(tmp_path / "header.npy")
     with pytest.raises(DataError, match=r"Missing file .*nothing\.npy'\. Place it there\."):
         cache.load_npy(tmp_path / "nothing.npy", hint="Place it there.")
+
+
+# ------------------------------------------------------------------------------------- integrity records
+def test_build_state_covers_every_case(tmp_path, capsys):
+    folder = tmp_path / "set"
+    wanted = {"seed": 0}
+
+    def state():
+        return cache.build_state(folder, "build.json", lambda record: record.get("seed") == 0, "demo set")
+
+    assert state() == "missing"
+    folder.mkdir()
+    assert state() == "missing"
+    (folder / "a.npy").write_bytes(b"abc")
+    assert state() == "foreign"  # files, no record: someone else's
+    record = cache.write_record(folder, "build.json", wanted)
+    assert record == {"seed": 0, "files": {"a.npy": {"size": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}}}
+    assert state() == "current"
+    cache.write_record(folder, "build.json", {"seed": 1})
+    assert state() == "stale"
+    (folder / "build.json").write_text(json.dumps(wanted))
+    assert state() == "unverified"
+    (folder / "build.json").write_text("{broken")
+    assert state() == "stale"  # our record, unreadable
+    cache.write_record(folder, "build.json", wanted)
+    (folder / "a.npy").write_bytes(b"abd")  # same size, other content
+    capsys.readouterr()
+    assert state() == "corrupt"
+    assert "demo set in" in capsys.readouterr().err
+
+
+def test_verify_files_names_each_problem(tmp_path):
+    for name, content in (("a.npy", b"aaa"), ("b.npy", b"bbb"), ("c.npy", b"ccc")):
+        (tmp_path / name).write_bytes(content)
+    files = cache.record_files(tmp_path)
+    cache.verify_files(tmp_path, files, "demo")
+    (tmp_path / "a.npy").unlink()
+    (tmp_path / "b.npy").write_bytes(b"bbbb")
+    (tmp_path / "c.npy").write_bytes(b"CCC")
+    with pytest.raises(cache.CorruptDataError) as info:
+        cache.verify_files(tmp_path, files, "demo", hint="Rebuild it.")
+    message = str(info.value)
+    assert "a.npy (missing); b.npy (size 4 bytes, recorded 3); c.npy (sha256 " in message
+    assert message.endswith("Rebuild it.")
+    assert info.value.files == ("a.npy", "b.npy", "c.npy")
+    digests_only = {name: entry["sha256"] for name, entry in files.items()}
+    with pytest.raises(cache.CorruptDataError, match=r"b\.npy \(sha256"):  # records without sizes still work
+        cache.verify_files(tmp_path, {"b.npy": digests_only["b.npy"]}, "demo")
+
+
+def test_verify_files_hashes_a_file_once(tmp_path, monkeypatch):
+    (tmp_path / "a.npy").write_bytes(b"a" * 1000)
+    files = cache.record_files(tmp_path)
+    hashed = []
+    real = cache.sha256_file
+    monkeypatch.setattr(cache, "sha256_file", lambda path: hashed.append(path) or real(path))
+    cache.verify_files(tmp_path, files, "demo")
+    cache.verify_files(tmp_path, files, "demo")
+    assert hashed == []  # record_files cached the digest with the file's size, mtime and inode
+    os.utime(tmp_path / "a.npy", ns=(1, 1))  # touched: hashed again, once
+    cache.verify_files(tmp_path, files, "demo")
+    cache.verify_files(tmp_path, files, "demo")
+    assert len(hashed) == 1

