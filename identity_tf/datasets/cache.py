@@ -25,9 +25,12 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -160,26 +163,149 @@ def atomic_save_npy(path: str | os.PathLike, array) -> None:
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    remove_stale_temporaries(path.parent, path.name)
+    with exit_on_termination():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix("tmp", path.name))
+        try:
+            with os.fdopen(fd, "wb") as file:
+                np.save(file, np.asarray(array), allow_pickle=False)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+#: Signals that end a build with ``SystemExit(128 + signal)`` (see :func:`exit_on_termination`).
+TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+#: Temporary entries from before their names carried the owner's pid are removed after this many seconds.
+STALE_AFTER_S = 24 * 3600
+
+
+@contextlib.contextmanager
+def exit_on_termination() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` instead of killing the process.
+
+    Python's default for these signals ends the process at once, skipping every ``finally`` block, so an
+    interrupted build would leave its temporary files and child processes behind. Inside this block the
+    signal becomes an exception in the main thread, the cleanup runs, and the process then exits with the
+    usual status (143 for SIGTERM). Handlers installed by the program itself are left alone, and so are calls
+    from other threads (Python runs signal handlers in the main thread only). SIGKILL cannot be caught: what
+    it leaves behind is removed by the next build (:func:`remove_stale_temporaries`).
+
+    Example:
+    >>> with exit_on_termination():
+    ...     pass
+    """
+    installed = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def handler(signum, frame):
+            raise SystemExit(128 + signum)
+
+        for signum in TERMINATION_SIGNALS:
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    installed[signum] = signal.signal(signum, handler)
     try:
-        with os.fdopen(fd, "wb") as file:
-            np.save(file, np.asarray(array), allow_pickle=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        yield
+    finally:
+        for signum, previous in installed.items():
+            signal.signal(signum, previous)
+
+
+def temporary_prefix(kind: str, name: str) -> str:
+    """Prefix of a temporary entry: ``.<kind>-<name>-pid<owner pid>-`` (the pid tells a stale entry apart).
+
+    Example:
+    >>> temporary_prefix("tmp", "mnist.npz") == f".tmp-mnist.npz-pid{os.getpid()}-"
+    True
+    """
+    return f".{kind}-{name}-pid{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # a zombie has ended: its entries are stale
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_temporaries(parent: str | os.PathLike, name: str) -> list[str]:
+    """Removes the temporary entries of ``name`` in ``parent`` left by builds that were killed.
+
+    An entry ``.tmp-<name>-pid<N>-*`` or ``.old-<name>-pid<N>-*`` is stale when process ``N`` no longer runs
+    (a running build's entries are kept); entries without a pid (written by older versions) when they are older
+    than :data:`STALE_AFTER_S`.
+
+    Returns:
+        The names removed.
+
+    Example:
+    >>> import tempfile
+    >>> parent = pathlib.Path(tempfile.mkdtemp())
+    >>> (parent / ".tmp-set-pid999999999-x").mkdir()
+    >>> (parent / f".tmp-set-pid{os.getpid()}-y").mkdir()
+    >>> remove_stale_temporaries(parent, "set")
+    ['.tmp-set-pid999999999-x']
+    """
+    parent = pathlib.Path(parent)
+    removed = []
+    pattern = re.compile(rf"\.(?:tmp|old)-{re.escape(name)}-(?:pid(\d+)-)?")
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None:
+            continue
+        if match.group(1) is not None:
+            stale = not _process_alive(int(match.group(1)))
+        else:
+            try:
+                stale = time.time() - entry.lstat().st_mtime > STALE_AFTER_S
+            except OSError:
+                continue
+        if stale:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+            removed.append(entry.name)
+    return removed
+
+
+@contextlib.contextmanager
+def _scratch_dir(parent: pathlib.Path, kind: str, name: str) -> Iterator[pathlib.Path]:
+    """A pid-marked temporary directory in ``parent``, removed on any exit (stale ones are removed first)."""
+    remove_stale_temporaries(parent, name)
+    with exit_on_termination():
+        tmp = pathlib.Path(tempfile.mkdtemp(dir=parent, prefix=temporary_prefix(kind, name)))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """Context manager: yields a temporary directory next to ``path``; on success it replaces ``path``.
 
-    On an exception the temporary directory is deleted and ``path`` is untouched. An existing ``path`` is
-    moved aside first and deleted after the new directory is in place.
+    On an exception (also SIGTERM / SIGHUP, see :func:`exit_on_termination`) the temporary directory is deleted
+    and ``path`` is untouched. An existing ``path`` is moved aside first and deleted after the new directory is
+    in place. Temporary directories of ``path`` left by a killed build are removed first
+    (:func:`remove_stale_temporaries`).
 
     Example:
     >>> import tempfile
@@ -191,27 +317,30 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
-    try:
-        os.chmod(tmp, 0o777 & ~_UMASK)
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if path.exists():
-        old = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=f".old-{path.name}-"))
-        os.replace(path, old / path.name)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:  # put the previous directory back
-            os.replace(old / path.name, path)
+    remove_stale_temporaries(path.parent, path.name)
+    with exit_on_termination():
+        tmp = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix("tmp", path.name)))
+        try:
+            os.chmod(tmp, 0o777 & ~_UMASK)
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = None
+        try:
+            if path.exists():
+                old = pathlib.Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix("old", path.name)))
+                os.replace(path, old / path.name)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and (old / path.name).exists():  # put the previous directory back
+                os.replace(old / path.name, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            raise
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_npy_header(path: pathlib.Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -562,19 +691,30 @@ def _downloads(cache: str | os.PathLike) -> pathlib.Path:
 
 
 def _run(command: list[str], what: str, cwd: pathlib.Path) -> None:
-    """Runs a registry client; a DataError with the stderr tail when it fails or times out."""
+    """Runs a registry client; a DataError with the stderr tail when it fails or times out.
+
+    The client runs in its own process group, which is killed when this function is left by an exception
+    (a timeout, Ctrl-C, SIGTERM under :func:`exit_on_termination`), so no orphan ``npm`` / ``pip`` keeps running.
+    """
     try:
-        result = subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S, check=False
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
-    except subprocess.TimeoutExpired as error:
-        raise DataError(f"Downloading {what} timed out after {DOWNLOAD_TIMEOUT_S} s: `{' '.join(command)}`") from error
     except OSError as error:
         raise DataError(f"Cannot run `{' '.join(command)}` to download {what}: {error}") from error
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout or "").strip()[-_STDERR_TAIL:]
+    try:
+        stdout, stderr = process.communicate(timeout=DOWNLOAD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        raise DataError(f"Downloading {what} timed out after {DOWNLOAD_TIMEOUT_S} s: `{' '.join(command)}`") from error
+    finally:
+        if process.poll() is None:  # left early: kill the client and everything it started
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if process.returncode != 0:
+        tail = (stderr or stdout or "").strip()[-_STDERR_TAIL:]
         raise DataError(
-            f"Downloading {what} failed: `{' '.join(command)}` exited with status {result.returncode}. "
+            f"Downloading {what} failed: `{' '.join(command)}` exited with status {process.returncode}. "
             f"Its output ends with:\n{tail}"
         )
 
@@ -631,8 +771,7 @@ def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike)
     npm = shutil.which("npm")
     if npm is None:
         raise DataError(f"Cannot download {what}: the `npm` command was not found on PATH. Install Node.js/npm.")
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-npm-"))
-    try:
+    with _scratch_dir(folder, "tmp", "npm") as tmp:
         _run([npm, "pack", f"{package}@{version}", "--loglevel=error"], what, cwd=tmp)
         tarballs = sorted(tmp.glob("*.tgz"))
         if len(tarballs) != 1:
@@ -641,8 +780,6 @@ def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike)
             )
         os.chmod(tarballs[0], 0o666 & ~_UMASK)
         return _verified_move(tarballs[0], target, sha256, what)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike) -> pathlib.Path:
@@ -675,8 +812,7 @@ def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike) 
     found = _cached(candidates, sha256)
     if found is not None:
         return found
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-pip-"))
-    try:
+    with _scratch_dir(folder, "tmp", "pip") as tmp:
         command = [
             sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
             "--disable-pip-version-check", "--quiet", f"{name}=={version}", "-d", str(tmp),
@@ -687,5 +823,3 @@ def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike) 
             raise DataError(f"Downloading {what}: expected one .whl from pip. Received: {[p.name for p in wheels]}")
         os.chmod(wheels[0], 0o666 & ~_UMASK)
         return _verified_move(wheels[0], folder / wheels[0].name, sha256, what)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

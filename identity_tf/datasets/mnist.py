@@ -126,17 +126,19 @@ def read_npz(path: str | os.PathLike) -> MNIST:
 
 def _atomic_savez(path: pathlib.Path, data: MNIST) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez(file, **dataclasses.asdict(data))
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    cache.remove_stale_temporaries(path.parent, path.name)
+    with cache.exit_on_termination():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=cache.temporary_prefix("tmp", path.name), suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                np.savez(file, **dataclasses.asdict(data))
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            pathlib.Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def build(data_dir: str | os.PathLike | None = None, force: bool = False) -> pathlib.Path:

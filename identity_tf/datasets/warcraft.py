@@ -396,7 +396,7 @@ def build(
     counts = {"train": num_train, "val": num_val, "test": num_test}
     for split, n in counts.items():
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"Argument `num_{split}` must be a positive integer. Received: {n!r}")
+            raise ValueError(f"Argument `num_{split}` must be a positive integer. Received: num_{split}={n!r}")
     counts = {s: int(n) for s, n in counts.items()}
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"Argument `seed` must be a non-negative integer. Received: seed={seed!r}")

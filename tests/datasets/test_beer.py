@@ -235,3 +235,11 @@ def test_corrupted_build_is_regenerated(tmp_path):
     data = beer.load(aspect=1, data_dir=data_dir, build_seed=seed, **kwargs)
     assert (path / name).read_bytes() == good  # the damaged file was noticed and the folder regenerated
     assert data.y_train[0] == pytest.approx(float(good.decode().split()[1]))
+
+
+@pytest.mark.parametrize("name", ["num_train", "num_heldout", "num_annotations"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, "10", None])
+def test_build_rejects_bad_sizes(tmp_path, name, value):
+    with pytest.raises(ValueError, match=f"`{name}` must be an integer >= [12]. Received: {name}={value!r}"):
+        beer.build(tmp_path, **{name: value})
+    assert not (tmp_path / beer.FOLDER).exists()

@@ -5,7 +5,11 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -307,3 +311,101 @@ def test_verify_files_hashes_a_file_once(tmp_path, monkeypatch):
     cache.verify_files(tmp_path, files, "demo")
     cache.verify_files(tmp_path, files, "demo")
     assert len(hashed) == 1
+
+
+# ------------------------------------------------------------------------- interrupted builds (subprocesses)
+CHILD = r"""
+import importlib.util, pathlib, sys, time
+spec = importlib.util.spec_from_file_location("cache_under_test", sys.argv[1])
+cache = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cache)
+mode, root = sys.argv[2], pathlib.Path(sys.argv[3])
+if mode == "download":
+    cache.fetch_npm("fake", "1.0.0", "0" * 64, root)
+else:
+    with cache.atomic_dir(root / "set") as tmp:
+        (tmp / "half.npy").write_bytes(b"x" * 1000)
+        (root / "state" / "ready").write_text("ready")
+        time.sleep(60)
+"""
+
+
+def wait_for(path, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+    return path.read_text().strip()
+
+
+def start_build(tmp_path, mode):
+    """A child process in the middle of a download (a fake `npm` that hangs with a child of its own) or of an
+    atomic_dir write; returns (process, root, pids of the processes it started)."""
+    root, state = tmp_path / "data", tmp_path / "data" / "state"
+    state.mkdir(parents=True)
+    hang = f'echo $$ > "{state}/npm.pid"; sleep 60 & echo $! > "{state}/child.pid"; wait\n'
+    fake_executable(tmp_path / "bin", "npm", hang)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    process = subprocess.Popen([sys.executable, "-c", CHILD, cache.__file__, mode, str(root)], env=env)
+    if mode == "download":
+        pids = [int(wait_for(state / "npm.pid")), int(wait_for(state / "child.pid"))]
+    else:
+        wait_for(state / "ready")
+        pids = []
+    return process, root, pids
+
+
+def temporaries(root):
+    return sorted(p.name for p in root.rglob(".*") if p.name.startswith((".tmp-", ".old-")))
+
+
+@pytest.mark.parametrize("mode", ["download", "write"])
+def test_sigterm_mid_build_leaves_no_temporary_and_no_child_process(tmp_path, mode):
+    process, root, pids = start_build(tmp_path, mode)
+    assert temporaries(root)  # the build is under way
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM  # cleaned up, then exited as a SIGTERM would
+    assert temporaries(root) == []
+    assert not (root / "set").exists()
+    deadline = time.monotonic() + 10
+    while any(cache._process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if cache._process_alive(pid)]  # npm and what it started are gone
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_build(tmp_path):
+    process, root, _ = start_build(tmp_path, "write")
+    process.send_signal(signal.SIGKILL)  # nothing can clean up after this one
+    process.wait(timeout=30)
+    left = temporaries(root)
+    assert len(left) == 1 and left[0].startswith(f".tmp-set-pid{process.pid}-")
+    running = root / f".tmp-set-pid{os.getpid()}-another_build"  # a live build's directory is kept
+    running.mkdir()
+    with cache.atomic_dir(root / "set") as tmp:
+        (tmp / "done.txt").write_text("done")
+    assert temporaries(root) == [running.name]
+    assert (root / "set" / "done.txt").read_text() == "done"
+
+
+def test_stale_entries_without_a_pid_are_removed_after_a_day(tmp_path):
+    old, recent = tmp_path / ".tmp-set-abc123", tmp_path / ".tmp-set-def456"
+    old.mkdir()
+    recent.mkdir()
+    os.utime(old, (time.time() - cache.STALE_AFTER_S - 10,) * 2)
+    assert cache.remove_stale_temporaries(tmp_path, "set") == [old.name]
+    assert recent.exists()
+
+
+def test_exit_on_termination_keeps_the_programs_own_handler():
+    own = signal.signal(signal.SIGTERM, lambda *args: None)
+    try:
+        mine = signal.getsignal(signal.SIGTERM)
+        with cache.exit_on_termination():
+            assert signal.getsignal(signal.SIGTERM) is mine
+        previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with cache.exit_on_termination():
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, mine)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        signal.signal(signal.SIGTERM, previous)
+    finally:
+        signal.signal(signal.SIGTERM, own)

@@ -331,6 +331,14 @@ def test_build_validates_arguments(tmp_path):
         globe_tsp.build(5, tmp_path, method="gurobi")
 
 
+@pytest.mark.parametrize("name", ["num_train", "num_test"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, "10", True, None])
+def test_build_rejects_bad_sizes_before_doing_anything(tmp_path, name, value):
+    with pytest.raises(ValueError, match=f"Argument `{name}` must be an integer >= 1. Received: {name}={value!r}"):
+        globe_tsp.build(5, tmp_path / "data", **{name: value})
+    assert not (tmp_path / "data" / "globe_tsp").exists()
+
+
 def stamps(path):
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in path.iterdir()}
 

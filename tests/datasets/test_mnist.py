@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import zipfile
 
 import numpy as np
@@ -118,11 +119,13 @@ def test_make_dataset_pairs_in_unit_interval():
     assert sorted(map(tuple, as_ints.tolist())) == sorted(map(tuple, x.reshape(3, 784).tolist()))
 
 
-def test_corrupted_build_is_rebuilt_and_unrecorded_copy_is_checked(tmp_path, mnist_dir):
+def test_corrupted_build_is_rebuilt_and_unrecorded_copy_is_checked(tmp_path, mnist_dir, built):
     root = tmp_path / "data"
     root.mkdir()
     os.symlink(mnist_dir / "downloads", root / "downloads")
+    shutil.copytree(pathlib.Path(built).parent, root / "mnist")  # the module's build, with its record
     target = mnist.build(root)
+    assert target == root / "mnist" / "mnist.npz"
     record = json.loads((target.parent / "build.json").read_text())
     assert record["files"]["mnist.npz"]["sha256"] == cache.sha256_file(target)
     data = mnist.read_npz(target)

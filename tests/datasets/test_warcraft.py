@@ -300,6 +300,14 @@ def test_make_dataset_shuffles_whole_examples(built):
             np.testing.assert_allclose(image * std + mean, original, atol=1e-3)
 
 
+@pytest.mark.parametrize("name", ["num_train", "num_val", "num_test"])
+@pytest.mark.parametrize("value", [0, -3, 1.5, "100", False, None])
+def test_build_rejects_bad_sizes_before_doing_anything(tmp_path, name, value):
+    with pytest.raises(ValueError, match=f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"):
+        warcraft.build(size=K, data_dir=tmp_path, progress=False, **{name: value})
+    assert not (tmp_path / "warcraft").exists()
+
+
 def test_argument_checks(built):
     with pytest.raises(ValueError, match="size"):
         warcraft.build(size=1, data_dir=built[0])
