@@ -5,6 +5,12 @@ Both take one symmetric ``[k, k]`` float64 distance matrix (the diagonal is igno
 :class:`identity_tf.solvers.TSP`. CP-SAT releases the GIL while solving (threads scale). For scipy 1.17's
 HiGHS wrapper our measurements disagree: no speed-up from 2 threads under load, 1.97x on an idle machine
 (``benchmarks/bench_tsp.py``).
+
+Both first map the instance onto :func:`normalized_distances` (off-diagonal entries spanning ``[0, 1]``): the
+optimal tours are unchanged, and the solvers' tolerances become relative to the cost range. Without it HiGHS
+failed on distances of order 1e30 ("model_status is Unknown") and returned non-optimal tours for distances of
+order 1e-12 (its absolute gap tolerance); CP-SAT's rounding lost all resolution on instances with a large
+common offset.
 """
 
 from __future__ import annotations
@@ -18,18 +24,43 @@ import scipy.sparse.csgraph
 
 from identity_tf.solvers import _ortools
 
-#: CP-SAT works on integers: distances are scaled so that the largest ``|d[i, j]|`` becomes this value, then
-#: rounded. The rounding moves each edge by at most ``0.5 / CP_SAT_SCALE`` of the largest distance, so the
-#: returned tour is optimal up to ``k / CP_SAT_SCALE`` of the largest distance (exact for distances that are
-#: multiples of ``max|d| / CP_SAT_SCALE``, e.g. integers up to 1e6).
+#: CP-SAT works on integers: the normalized distances (spanning ``[0, 1]``) are multiplied by this value and
+#: rounded. The rounding moves each edge by at most ``0.5 / CP_SAT_SCALE`` of the cost range
+#: ``max - min`` (off-diagonal), so the returned tour is optimal up to ``k / CP_SAT_SCALE`` of the range (exact
+#: for distances that are multiples of ``(max - min) / CP_SAT_SCALE`` above the minimum, e.g. integers
+#: spanning up to 1e6).
 CP_SAT_SCALE = 1e6
 
 
-def _symmetric_off_diagonal(distances: np.ndarray) -> np.ndarray:
-    """Symmetric part with a zero diagonal (the tour only sees the symmetric part; the diagonal is unused)."""
-    sym = 0.5 * (distances + distances.T)
-    np.fill_diagonal(sym, 0.0)
-    return sym
+def normalized_distances(distances: np.ndarray) -> np.ndarray:
+    """Symmetric part, shifted and scaled so that the off-diagonal entries span ``[0, 1]``; zero diagonal.
+
+    Every tour has exactly ``k`` edges, so subtracting the smallest off-diagonal entry shortens every tour by
+    the same amount and the positive scale multiplies every tour length alike: the optimal tours are those of
+    ``distances`` (the tour only sees the symmetric part; the diagonal is unused). The input is first divided
+    by its largest ``|d[i, j]|``, so no intermediate overflows even for entries near the float64 maximum.
+    Costs are then resolved relative to their range: to forbid an edge, give it a cost a few times the
+    longest allowed tour, not 1e30 (the other edges would differ by less than the solvers resolve).
+
+    Example:
+    >>> normalized_distances(np.array([[0., 2e30, 3e30], [2e30, 0., 4e30], [3e30, 4e30, 0.]]))
+    array([[0. , 0. , 0.5],
+           [0. , 0. , 1. ],
+           [0.5, 1. , 0. ]])
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    off_diagonal = ~np.eye(len(d), dtype=bool)
+    largest = float(np.max(np.abs(d[off_diagonal])))
+    out = np.zeros_like(d)
+    if largest == 0.0:
+        return out  # every tour has length 0
+    scaled = d / largest  # entries in [-1, 1]
+    sym = 0.5 * (scaled + scaled.T)
+    low, high = float(np.min(sym[off_diagonal])), float(np.max(sym[off_diagonal]))
+    if high > low:
+        out = (sym - low) / (high - low)
+    np.fill_diagonal(out, 0.0)
+    return out
 
 
 def cp_sat_tour(distances: np.ndarray, time_limit: float | None = None) -> np.ndarray:
@@ -41,11 +72,8 @@ def cp_sat_tour(distances: np.ndarray, time_limit: float | None = None) -> np.nd
     With ``time_limit`` (seconds) the best tour found so far is returned when the limit is reached.
     """
     cp_model = _ortools.cp_model()  # never import cp_model directly: it segfaults next to TensorFlow
-    d = _symmetric_off_diagonal(distances)
-    k = len(d)
-    largest = float(np.max(np.abs(d)))
-    scale = CP_SAT_SCALE / largest if largest > 0 else 1.0
-    weights = np.rint(d * scale).astype(np.int64)
+    weights = np.rint(normalized_distances(distances) * CP_SAT_SCALE).astype(np.int64)
+    k = len(weights)
 
     model = cp_model.CpModel()
     arcs, literals = [], {}
@@ -84,7 +112,7 @@ def milp_tour(distances: np.ndarray, time_limit: float | None = None) -> np.ndar
     solution is one tour. ``mip_rel_gap = 0`` makes every solve exact. ``time_limit`` (seconds) bounds the
     whole loop; a ``RuntimeError`` is raised if it runs out before a tour is found.
     """
-    d = _symmetric_off_diagonal(distances)
+    d = normalized_distances(distances)
     k = len(d)
     rows, cols = np.triu_indices(k, 1)  # edge e = (rows[e], cols[e]), rows < cols
     n_edges = len(rows)

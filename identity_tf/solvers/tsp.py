@@ -1,16 +1,21 @@
-"""Travelling salesman (symmetric TSP): exact tours by Held-Karp DP (pure TF), CP-SAT or MILP (host)."""
+"""Travelling salesman (symmetric TSP): exact tours by Held-Karp DP (pure TF), CP-SAT or MILP (host); LKH-3."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
-from identity_tf.solvers import _held_karp, _tsp_host
+from identity_tf.solvers import _held_karp, _lkh, _tsp_host
 from identity_tf.solvers.base import HostSolver, assert_finite, register
 
-METHODS = ("auto", "dp", "cp_sat", "milp")
-#: Largest number of cities for which ``method="auto"`` uses the DP.
+METHODS = ("auto", "dp", "cp_sat", "milp", "lkh")
+#: Largest number of cities for which ``method="auto"`` uses the DP (measured: ``benchmarks/bench_tsp_auto.py``).
 AUTO_DP_MAX_CITIES = 12
+#: The exact host method ``method="auto"`` uses above ``AUTO_DP_MAX_CITIES``.
+AUTO_HOST_METHOD = "cp_sat"
 #: Relative tolerance of the symmetry check: ``|d[i, j] - d[j, i]| <= SYMMETRY_RTOL * max|d|`` per instance.
 SYMMETRY_RTOL = 1e-5
 
@@ -21,31 +26,48 @@ class TSP(HostSolver):
 
     ``A`` is the symmetric 0/1 matrix of the tour's edges (every city has exactly two), so
     ``<costs, A> = 2 * tour length`` and every solution has ``<1, A> = 2k`` (on a hyperplane). For ``k = 3``
-    the only tour is the triangle. All methods are exact; ties between optimal tours are broken by each
-    method's own rule, so different methods may return different optimal tours.
+    the only tour is the triangle. ``"dp"``, ``"cp_sat"`` and ``"milp"`` are exact; ties between optimal tours
+    are broken by each method's own rule, so different methods may return different optimal tours.
 
     Methods:
         * ``"dp"``: Held-Karp dynamic programming in pure TensorFlow, batched over instances, XLA-compilable
           (``xla = True``). Time and memory grow as ``k^2 2^k``: up to ``k ~ 13`` (``k > 15`` is refused).
         * ``"cp_sat"``: OR-Tools CP-SAT with the circuit constraint, one search worker per instance and
-          ``num_workers`` instances in parallel. CP-SAT needs integer weights: distances are scaled so that the
-          largest ``|d[i, j]|`` becomes ``1e6`` and rounded, so the tour is optimal up to ``k * 1e-6 * max|d|``.
+          ``num_workers`` instances in parallel (threads). CP-SAT needs integer weights: the distances are
+          shifted and scaled to span ``[0, 1e6]`` and rounded, so the tour is optimal up to ``k * 1e-6`` of the
+          cost range.
         * ``"milp"``: HiGHS (``scipy.optimize.milp``) on the edge formulation with degree-2 constraints and
-          iterative subtour-elimination cuts, ``mip_rel_gap = 0``. Whether scipy's HiGHS wrapper lets
-          ``num_workers`` threads run in parallel was not settled here (1.0x under load, 1.97x idle);
-          ``"cp_sat"`` is the faster exact host method either way.
+          iterative subtour-elimination cuts, ``mip_rel_gap = 0``, on the distances shifted and scaled to span
+          ``[0, 1]`` (so costs of any magnitude, e.g. 1e30 or 1e-12, solve alike). Whether scipy's HiGHS
+          wrapper lets ``num_workers`` threads run in parallel was not settled here (1.0x under load, 1.97x
+          idle); ``"cp_sat"`` is the faster exact host method either way.
+        * ``"lkh"``: LKH-3 (Lin-Kernighan-Helsgaun heuristic) through the ``elkai`` package: not proven
+          optimal, but much faster than the exact host methods for ``k >= 13`` and optimal on every one of
+          the random instances measured in ``benchmarks/bench_tsp_lkh.py``. The distances are shifted and
+          scaled to integers spanning ``[0, 1e6]`` for you (LKH reads integer weights; with raw floats elkai
+          returns useless tours). LKH holds the GIL, so the batch is split over ``num_workers`` worker
+          *processes* (they import only elkai). Seeded by ``seed``: the same instance gives the same tour.
         * ``"auto"`` (default): resolved per call on the static number of cities: ``"dp"`` for
-          ``k <= 12``, else ``"cp_sat"``. ``xla`` is True for ``"auto"``, but with ``k > 12`` it runs on the
-          host and does not compile under ``jit_compile=True``: layers that need XLA at that size must pick
-          a method explicitly (and none of the host methods compiles).
+          ``k <= AUTO_DP_MAX_CITIES``, else the exact host method ``AUTO_HOST_METHOD``.
 
-    The host methods run behind ``tf.numpy_function`` (graph mode) in a thread pool of ``num_workers`` threads.
+    ``xla`` is True when the solver compiles under XLA: always for ``"dp"``, never for the host methods, and
+    for ``"auto"`` when ``num_cities`` is unknown (None) or at most ``AUTO_DP_MAX_CITIES``. A host method
+    traced inside an XLA-compiled function raises a ``ValueError`` that says so (instead of TensorFlow's
+    ``PyFuncStateless`` compile error): with ``"auto"`` and more cities, pass ``num_cities`` so that ``xla``
+    is False and Keras' ``jit_compile="auto"`` leaves the step uncompiled.
+
+    The host methods run behind ``tf.numpy_function`` (graph mode).
 
     Args:
-        method: One of ``"auto"``, ``"dp"``, ``"cp_sat"``, ``"milp"``.
-        num_workers: Threads over the batch for the host methods (default: the number of CPU cores).
+        method: One of ``"auto"``, ``"dp"``, ``"cp_sat"``, ``"milp"``, ``"lkh"``.
+        num_workers: Threads (processes for ``"lkh"``) over the batch for the host methods (default: the
+            number of CPU cores available to this process).
         time_limit: Seconds per instance for the host methods (default: none). CP-SAT then returns the best
-            tour found; MILP raises if the subtours are not eliminated in time. Ignored by ``"dp"``.
+            tour found; MILP raises if the subtours are not eliminated in time; LKH stops its search (LKH's
+            ``TIME_LIMIT``). Ignored by ``"dp"``.
+        seed: Positive integer seed of LKH's randomised search (``"lkh"`` only).
+        num_cities: The number of cities ``k``, when known in advance (None: any). Makes ``xla`` exact for
+            ``"auto"``; inputs with another ``k`` are refused.
         validate_args: Check at run time that costs are finite and symmetric (relative tolerance 1e-5).
         name: Name of the solver.
 
@@ -60,6 +82,8 @@ class TSP(HostSolver):
             [1., 0., 1., 0.],
             [0., 1., 0., 1.],
             [1., 0., 1., 0.]]], dtype=float32)
+    >>> itf.solvers.TSP(num_cities=20).xla  # "auto" with 20 cities runs on the host
+    False
     """
 
     sense = "min"
@@ -71,6 +95,8 @@ class TSP(HostSolver):
         method: str = "auto",
         num_workers: int | None = None,
         time_limit: float | None = None,
+        seed: int = 1,
+        num_cities: int | None = None,
         validate_args: bool = True,
         name: str | None = None,
     ):
@@ -83,19 +109,31 @@ class TSP(HostSolver):
             raise ValueError(
                 f"Argument `time_limit` must be a positive number or None. Received: time_limit={time_limit!r}"
             )
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 1:
+            raise ValueError(f"Argument `seed` must be a positive integer. Received: seed={seed!r}")
+        if num_cities is not None and (
+            isinstance(num_cities, bool) or not isinstance(num_cities, (int, np.integer)) or num_cities < 3
+        ):
+            raise ValueError(
+                f"Argument `num_cities` must be an integer >= 3 or None. Received: num_cities={num_cities!r}"
+            )
         self.method = method
         self.time_limit = time_limit
+        self.seed = int(seed)
+        self.num_cities = None if num_cities is None else int(num_cities)
 
     @property
     def xla(self) -> bool:
-        """True for ``"dp"`` and ``"auto"`` (see the class docstring for ``"auto"`` with ``k > 12``)."""
-        return self.method in ("dp", "auto")
+        """True when the solver compiles under XLA (see the class docstring for ``"auto"``)."""
+        if self.method == "auto":
+            return self.num_cities is None or self.resolve_method(self.num_cities) == "dp"
+        return self.method == "dp"
 
     def resolve_method(self, k: int | None) -> str:
         """The method used for ``k`` cities (``None``: unknown at trace time): resolves ``"auto"``."""
         if self.method != "auto":
             return self.method
-        return "dp" if k is not None and k <= AUTO_DP_MAX_CITIES else "cp_sat"
+        return "dp" if k is not None and k <= AUTO_DP_MAX_CITIES else AUTO_HOST_METHOD
 
     # ------------------------------------------------------------------------------------------ checks
     def check_shape(self, shape):
@@ -108,6 +146,10 @@ class TSP(HostSolver):
         k = _num_cities(shape)
         if k is not None and k < 3:
             raise ValueError(f"Solver {self.name!r} needs k >= 3 cities. Received: costs.shape={shape}")
+        if k is not None and self.num_cities is not None and k != self.num_cities:
+            raise ValueError(
+                f"Solver {self.name!r} was made for num_cities={self.num_cities}. Received: costs.shape={shape}"
+            )
         if self.resolve_method(k) == "dp":
             if k is None:
                 raise ValueError(
@@ -117,8 +159,17 @@ class TSP(HostSolver):
             if k > _held_karp.MAX_CITIES:
                 raise ValueError(
                     f"Solver {self.name!r}: method='dp' (Held-Karp, time and memory ~ k^2 2^k) supports at most "
-                    f"{_held_karp.MAX_CITIES} cities; use method='cp_sat' or method='milp'. Received: k={k}"
+                    f"{_held_karp.MAX_CITIES} cities; use method='cp_sat', 'milp' or 'lkh'. Received: k={k}"
                 )
+        elif not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
+            tf.compat.v1.get_default_graph()
+        ):
+            raise ValueError(
+                f"Solver {self.name!r}: method={self.method!r} runs {self.resolve_method(k)!r} on the host for "
+                f"k={k} cities, which XLA cannot compile. Compile without XLA (jit_compile=False)"
+                + (f", or pass num_cities={k} so that `xla` is False" if self.method == "auto" else "")
+                + f", or use method='dp' (k <= {_held_karp.MAX_CITIES}). Received: costs.shape={shape}"
+            )
 
     def check_values(self, costs):
         if self.resolve_method(_num_cities(costs.shape)) != "dp":
@@ -140,8 +191,10 @@ class TSP(HostSolver):
         where = "" if index is None else f" in instance {index}"
         if not np.all(np.isfinite(costs)):
             raise ValueError(f"Solver {self.name!r} received non-finite `costs` (NaN or inf){where}.")
-        asymmetry = np.abs(costs - costs.T)
-        if np.any(asymmetry > SYMMETRY_RTOL * np.max(np.abs(costs))):
+        largest = np.max(np.abs(costs))
+        scaled = costs / largest if largest > 0 else costs  # no overflow in the difference below
+        asymmetry = np.abs(scaled - scaled.T)
+        if np.any(asymmetry > SYMMETRY_RTOL):
             i, j = np.unravel_index(int(np.argmax(asymmetry)), asymmetry.shape)
             raise ValueError(
                 f"Solver {self.name!r} expects symmetric `costs` (relative tolerance {SYMMETRY_RTOL}){where}. "
@@ -154,25 +207,33 @@ class TSP(HostSolver):
         if self.resolve_method(k) == "dp":
             costs = tf.reshape(costs, [-1, k, k])  # makes both city axes static when only one of them was
             return _held_karp.adjacency(costs + 0.0)  # + 0.0 maps -0.0 to +0.0
-        return super()._solve(costs)  # host: thread pool behind tf.numpy_function
+        return super()._solve(costs)  # host: thread pool (process pool for LKH) behind tf.numpy_function
 
     def solve_batch(self, costs: np.ndarray) -> np.ndarray:
         """Solves a numpy batch ``[B, k, k]``; returns ``[B, k, k]`` in the input's dtype (any method)."""
         costs = np.asarray(costs)
-        if costs.ndim != 3:
+        if costs.ndim != 3 or costs.shape[1] != costs.shape[2] or costs.shape[1] < 3:
             raise ValueError(
-                f"Solver {self.name!r} expects `costs` of shape [B, k, k]. Received: costs.shape={costs.shape}"
+                f"Solver {self.name!r} expects `costs` of shape [B, k, k] with k >= 3. "
+                f"Received: costs.shape={costs.shape}"
             )
-        if self.resolve_method(costs.shape[-1]) == "dp":
+        method = self.resolve_method(costs.shape[-1])
+        if method == "dp":
             return self(tf.convert_to_tensor(costs)).numpy()
         if self.validate_args:  # first pass names the failing instance; the base class repeats it per instance
             for index, instance in enumerate(costs.astype(np.float64)):
                 self.check_instance(instance, index)
+        if method == "lkh":
+            workers = self.num_workers or _available_cpus()
+            return _lkh.solve_batch(costs.astype(np.float64), workers, self.seed, self.time_limit).astype(costs.dtype)
         return super().solve_batch(costs)
 
     def solve_one(self, costs: np.ndarray) -> np.ndarray:
-        if self.resolve_method(costs.shape[-1]) == "milp":
+        method = self.resolve_method(costs.shape[-1])
+        if method == "milp":
             return _tsp_host.milp_tour(costs, self.time_limit)
+        if method == "lkh":
+            return _lkh.solve_batch(costs[None], 1, self.seed, self.time_limit)[0]
         return _tsp_host.cp_sat_tour(costs, self.time_limit)
 
     def output_shape(self, instance_shape):
@@ -184,7 +245,21 @@ class TSP(HostSolver):
 
     # ----------------------------------------------------------------------------------- serialisation
     def get_config(self):
-        return {**super().get_config(), "method": self.method, "time_limit": self.time_limit}
+        return {
+            **super().get_config(),
+            "method": self.method,
+            "time_limit": self.time_limit,
+            "seed": self.seed,
+            "num_cities": self.num_cities,
+        }
+
+
+def _available_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _num_cities(shape: tf.TensorShape) -> int | None:

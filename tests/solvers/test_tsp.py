@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from identity_tf.solvers import _held_karp
+from identity_tf.solvers import _held_karp, _lkh, _tsp_host
+from identity_tf.solvers import tsp as tsp_module
 from identity_tf.solvers.tsp import TSP
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-METHODS = ["dp", "cp_sat", "milp"]
+METHODS = ["dp", "cp_sat", "milp", "lkh"]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -124,10 +125,126 @@ def test_host_methods_in_graph_mode():
 
 def test_auto_resolves_on_k():
     solver = TSP()
-    assert solver.xla and solver.resolve_method(12) == "dp" and solver.resolve_method(13) == "cp_sat"
-    d = euclidean(np.random.default_rng(5), 2, 13)
+    last_dp = tsp_module.AUTO_DP_MAX_CITIES
+    assert solver.xla and solver.resolve_method(last_dp) == "dp" and solver.resolve_method(last_dp + 1) == "cp_sat"
+    d = euclidean(np.random.default_rng(5), 2, last_dp + 1)
     lengths = tour_lengths(d, solver(d).numpy())
     np.testing.assert_allclose(lengths, tour_lengths(d, TSP(method="dp")(d).numpy()), rtol=1e-5)
+
+
+def test_xla_property_is_truthful_with_num_cities():
+    last_dp = tsp_module.AUTO_DP_MAX_CITIES
+    assert TSP(num_cities=last_dp).xla and not TSP(num_cities=last_dp + 1).xla
+    assert TSP(method="dp").xla and not TSP(method="lkh").xla and not TSP(method="cp_sat", num_cities=5).xla
+    with pytest.raises(ValueError, match="num_cities=6"):
+        TSP(num_cities=6)(np.ones((1, 5, 5), np.float32))
+
+
+def test_host_method_under_xla_raises_a_clear_error():
+    """Not TensorFlow's raw PyFuncStateless compile error: the message names the method and the way out."""
+    d = tf.constant(euclidean(np.random.default_rng(9), 2, 6))
+    with pytest.raises(ValueError, match="XLA cannot compile"):
+        tf.function(TSP(method="cp_sat"), jit_compile=True)(d)
+    k = tsp_module.AUTO_DP_MAX_CITIES + 1
+    big = tf.constant(euclidean(np.random.default_rng(9), 1, k))
+    with pytest.raises(ValueError, match=f"pass num_cities={k}"):
+        tf.function(TSP(), jit_compile=True)(big)
+    # a Keras model with that solver and jit_compile="auto" is not compiled, so fit runs
+    layer = itf_layers().SolverLayer(TSP(num_cities=k))
+    inputs = keras.Input((k, k))
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(loss="mae", jit_compile="auto")
+    assert model.jit_compile is False
+    model.fit(big, big, epochs=1, verbose=0)
+
+
+def itf_layers():
+    from identity_tf import layers
+
+    return layers
+
+
+# ----------------------------------------------------------------------------------------------- LKH
+def sphere(rng, batch, k):
+    """Great-circle distances between random points of the unit sphere (as in Globe TSP), float64."""
+    p = rng.normal(size=(batch, k, 3))
+    p /= np.linalg.norm(p, axis=-1, keepdims=True)
+    return np.arccos(np.clip(np.einsum("bid,bjd->bij", p, p), -1.0, 1.0)) * (1 - np.eye(k))
+
+
+@pytest.mark.parametrize("k", [13, 16])
+def test_lkh_float_distances_give_the_exact_optimum(k):
+    """Float distances are scaled to integers for LKH: the tours are the exact optima of dp / CP-SAT."""
+    d = sphere(np.random.default_rng(k), 12, k)
+    exact = TSP(method="dp" if k <= 15 else "cp_sat").solve_batch(d)
+    lkh = TSP(method="lkh", num_workers=1).solve_batch(d)
+    for adjacency in lkh:
+        assert_single_tour(adjacency)
+    np.testing.assert_allclose(tour_lengths(d, lkh), tour_lengths(d, exact), rtol=1e-6)
+
+
+def test_lkh_is_deterministic_across_workers_seeds_and_modes():
+    d = sphere(np.random.default_rng(2), 10, 25).astype(np.float32)
+    one = TSP(method="lkh", num_workers=1).solve_batch(d)
+    assert one.dtype == np.float32
+    two = TSP(method="lkh", num_workers=2).solve_batch(d)  # worker processes
+    again = TSP(method="lkh", num_workers=2).solve_batch(d[::-1])[::-1]
+    graph = tf.function(TSP(method="lkh", num_workers=2), input_signature=[tf.TensorSpec([None, 25, 25])])
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, again)
+    np.testing.assert_array_equal(one, graph(tf.constant(d)).numpy())
+    np.testing.assert_allclose(
+        tour_lengths(d, TSP(method="lkh", seed=7).solve_batch(d)), tour_lengths(d, one), rtol=1e-6
+    )
+
+
+def test_lkh_worker_processes_restart_after_a_crash():
+    d = sphere(np.random.default_rng(4), 6, 12)
+    expected = TSP(method="lkh", num_workers=1).solve_batch(d)
+    TSP(method="lkh", num_workers=2).solve_batch(d)
+    pool = _lkh._the_pool
+    pool.workers[0].kill()
+    pool.workers[0].wait()
+    np.testing.assert_array_equal(TSP(method="lkh", num_workers=2).solve_batch(d), expected)
+    assert _lkh._the_pool is not pool
+
+
+def test_lkh_without_elkai_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "elkai", None)  # makes `import elkai` raise ImportError
+    with pytest.raises(ImportError, match="pip install elkai"):
+        TSP(method="lkh", num_workers=1).solve_batch(euclidean(np.random.default_rng(0), 1, 5))
+
+
+def test_integer_weights_keep_the_optimal_tours():
+    d = np.array([[0.0, 2.5, -1.0, 4.0], [2.5, 0.0, 3.0, 1.0], [-1.0, 3.0, 0.0, 2.0], [4.0, 1.0, 2.0, 0.0]])
+    w = _lkh.integer_weights(d)
+    off = ~np.eye(4, dtype=bool)
+    assert w[off].min() == 0 and w[off].max() == _lkh.INTEGER_SCALE and np.all(np.diag(w) == 0)
+    # shift by -(-1) and scale by 1e6 / 5 exactly: w = (d + 1) * 2e5
+    np.testing.assert_array_equal(w[off], ((d + 1.0) * 2e5)[off])
+
+
+# ------------------------------------------------------------------------------- costs of any magnitude
+@pytest.mark.parametrize("method", ["cp_sat", "milp", "lkh"])
+def test_huge_tiny_and_offset_costs_give_the_optimum(method):
+    """HiGHS failed on 1e30 ("model_status is Unknown") and was not optimal on 1e-12 before normalisation."""
+    d = euclidean(np.random.default_rng(11), 3, 8, np.float64)
+    shortest = [brute_force_length(x) for x in d]
+    longest = [-brute_force_length(-x) for x in d]
+    cases = {"1e30": (d * 1e30, shortest), "1e-12": (d * 1e-12, shortest), "1e300": (d * 1e300, shortest)}
+    cases.update({"offset": (d + 1e6, shortest), "negated": (-d, longest)})
+    for name, (costs, expected) in cases.items():
+        a = TSP(method=method).solve_batch(costs)
+        np.testing.assert_allclose(tour_lengths(d, a), expected, rtol=1e-6, err_msg=name)
+
+
+def test_normalized_distances_example_values():
+    d = np.array([[5.0, 1.0, 3.0], [1.0, 7.0, 2.0], [3.0, 2.0, 9.0]])
+    np.testing.assert_allclose(_tsp_host.normalized_distances(d), [[0.0, 0.0, 1.0], [0.0, 0.0, 0.5], [1.0, 0.5, 0.0]])
+    np.testing.assert_array_equal(_tsp_host.normalized_distances(np.ones((4, 4))), np.zeros((4, 4)))
+    np.testing.assert_allclose(
+        _tsp_host.normalized_distances(d * 1.9e307), _tsp_host.normalized_distances(d), rtol=1e-12
+    )
 
 
 def test_cp_sat_after_tensorflow_in_subprocess():
@@ -202,17 +319,28 @@ def test_bad_shapes_and_arguments():
         TSP(time_limit=-1.0)
     with pytest.raises(ValueError, match="num_workers"):
         TSP(num_workers=0)
+    for seed in (0, -3, True, 1.5):
+        with pytest.raises(ValueError, match=f"seed={seed!r}"):
+            TSP(method="lkh", seed=seed)
+    for num_cities in (2, 4.0, False):
+        with pytest.raises(ValueError, match=f"num_cities={num_cities!r}"):
+            TSP(num_cities=num_cities)
+    with pytest.raises(ValueError, match=r"k >= 3"):
+        TSP(method="lkh").solve_batch(np.ones((1, 2, 2)))
+    with pytest.raises(ValueError, match="non-finite"):
+        TSP(method="lkh").solve_batch(np.full((1, 4, 4), np.nan))
     with pytest.raises(ValueError, match="static number of cities"):
         tf.function(TSP(method="dp"), input_signature=[tf.TensorSpec([None, None, None])]).get_concrete_function()
 
 
 def test_config_round_trip():
-    solver = TSP(method="milp", num_workers=3, time_limit=5.0, validate_args=False, name="tour")
+    solver = TSP(method="milp", num_workers=3, time_limit=5.0, seed=4, num_cities=9, validate_args=False, name="tour")
     config = keras.saving.serialize_keras_object(solver)
     restored = keras.saving.deserialize_keras_object(config)
     assert isinstance(restored, TSP)
     assert restored.get_config() == solver.get_config()
     assert restored.get_config()["method"] == "milp" and restored.num_workers == 3 and restored.time_limit == 5.0
+    assert (restored.seed, restored.num_cities) == (4, 9)
 
 
 def test_project_to_domain_symmetrises():
