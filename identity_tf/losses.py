@@ -126,7 +126,8 @@ class RecallLoss(_RankLoss):
 
     Args:
         gradient: Gradient method for the ranks: "identity" (default), "blackbox", ... or an object such as
-            ``itf.gradients.Blackbox(lam=0.2)``.
+            ``itf.gradients.Blackbox(lam=0.2)`` (the paper's retrieval lambda; the name "blackbox" gives the
+            library default lam = 20).
         alpha: Informed margin alpha >= 0.
         normalization: "positives" or "queries" (see above).
         seed: Seed of stochastic gradient methods (I-MLE, perturbed); None draws fresh noise each call.
