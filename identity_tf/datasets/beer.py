@@ -472,6 +472,10 @@ def build(
 
     if not force and cache.build_state(target, _RECORD, matches, "The generated BeerAdvocate reviews") == "current":
         return target
+    cache.report(
+        f"BeerAdvocate (generated): writing {num_train} training, {num_heldout} held-out and {num_annotations} "
+        f"annotated reviews into {str(target)!r} (word valences from the PyPI wheel {WHEEL_NAME}=={WHEEL_VERSION})."
+    )
     lexicon = read_lexicon(root)
     rng = np.random.default_rng(seed)
     splits = {name: _generate(lexicon, n, rng) for name, n in (("train", num_train), ("heldout", num_heldout))}

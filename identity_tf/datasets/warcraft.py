@@ -413,6 +413,11 @@ def build(
     if state == "current" and _complete(folder, counts, size):
         return folder
 
+    report(
+        f"Warcraft {size}x{size}: generating {counts} maps into {str(folder)!r} (textures: the committed CC0 atlas; "
+        "labels: ShortestPath of the vertex weights).",
+        progress,
+    )
     bar = None
     if progress:
         import keras

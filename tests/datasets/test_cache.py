@@ -119,8 +119,24 @@ def test_fetch_npm_command_failure(fake_npm):
 
 def test_fetch_npm_without_npm(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(DataError, match="`npm` command was not found"):
+    target = tmp_path / "data" / "downloads" / "fake-1.0.0.tgz"
+    with pytest.raises(DataError, match="`npm` command \\(Node.js's package manager\\) was not found") as info:
         cache.fetch_npm("fake", "1.0.0", CONTENT_SHA, tmp_path / "data")
+    message = str(info.value)
+    assert "nothing is installed" in message and "apt-get install npm" in message
+    assert f"place the tarball (sha256 {CONTENT_SHA}) at {str(target)!r}" in message
+
+
+def test_fetch_says_what_is_downloaded_and_where(fake_npm, fake_pip, capsys):
+    cache.fetch_npm("fake", "1.0.0", CONTENT_SHA, fake_npm)
+    cache.fetch_wheel("fake-pkg", "1.0", CONTENT_SHA, fake_npm)
+    err = capsys.readouterr().err
+    downloads = str(fake_npm / "downloads")
+    assert f"Downloading npm package fake@1.0.0 with `npm pack` into {downloads!r}" in err
+    assert f"Downloading Python wheel fake-pkg==1.0 with `pip download --no-deps` into {downloads!r}" in err
+    cache.fetch_npm("fake", "1.0.0", CONTENT_SHA, fake_npm)  # cached: nothing to say
+    cache.fetch_npm("other", "1.0.0", CONTENT_SHA, fake_npm, verbose=False)
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")

@@ -331,6 +331,17 @@ def test_build_validates_arguments(tmp_path):
         globe_tsp.build(5, tmp_path, method="gurobi")
 
 
+def test_build_without_npm_says_what_to_install_and_where_data_goes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    with pytest.raises(DataError, match=r"(?s)svg-country-flags@1\.2\.10.*Node\.js.*apt-get install npm"):
+        globe_tsp.build(5, tmp_path / "data", num_train=10, num_test=5)
+    err = capsys.readouterr().err
+    target = globe_tsp.dataset_dir(5, tmp_path / "data").resolve()
+    assert f"building 10 training and 5 test examples into {str(target)!r}" in err
+    assert f"kept in {str(tmp_path.resolve() / 'data' / 'downloads')!r}" in err and "needs Node.js's npm" in err
+    assert not target.exists()
+
+
 @pytest.mark.parametrize("name", ["num_train", "num_test"])
 @pytest.mark.parametrize("value", [0, -1, 2.5, "10", True, None])
 def test_build_rejects_bad_sizes_before_doing_anything(tmp_path, name, value):
@@ -524,7 +535,9 @@ def test_corrupted_build_is_reported_by_load_and_rebuilt_by_build(built, tmp_pat
         globe_tsp.load(5, root)
     capsys.readouterr()
     assert globe_tsp.build(5, root, num_train=50, num_test=10, seed=0, progress=True) == path
-    assert f"{name} (sha256" in capsys.readouterr().err  # reported, then rebuilt
+    err = capsys.readouterr().err
+    assert f"{name} (sha256" in err  # reported, then rebuilt, stage by stage
+    assert "[2/4] 100 countries" in err and "[3/4] solving 60 optimal tours" in err and "[4/4] writing" in err
     again = globe_tsp.load(5, root)
     for field in ("flags", "gps", "train_indices", "train_tours", "test_indices", "test_tours"):
         np.testing.assert_array_equal(getattr(again, field), getattr(original, field))
