@@ -33,9 +33,9 @@ TOLERANCE = 1e-9
 #: Iterations of IPFP (each one local-field evaluation and one Hungarian solve per instance).
 IPFP_ITERATIONS = 10
 #: A kick rotates the columns of this many random rows (fewer in smaller instances).
-KICK_ROWS = (3, 4, 5)
+KICK_ROWS = (5, 6, 7)
 #: Kicked copies of the best solution descended together in one round.
-KICKS_PER_ROUND = 4
+KICKS_PER_ROUND = 5
 
 
 class Problem:

@@ -18,8 +18,6 @@ relaxation than McCormick's ``y <= x_a, y <= x_b`` per pair. Pairs whose summed 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.optimize
 import scipy.sparse
@@ -30,20 +28,23 @@ class TimeLimitWarning(RuntimeWarning):
 
 
 def solve_one(unary, pairwise, edges1, edges2, partial=False, time_limit=None):
-    """Optimal node matching ``[n, m]`` (0/1 float64) of one instance, or None if HiGHS found none in time.
+    """Optimal node matching of one instance: ``(x [n, m] 0/1 float64 or None, message)``.
+
+    ``message`` is empty when HiGHS proved optimality; otherwise it says why not, and ``x`` is the best matching
+    found (None if there was none). Callers warn with :class:`TimeLimitWarning` (this function may run in a
+    thread pool, where warning filters are not safe to use).
 
     Args:
         unary: ``[n, m]`` (real nodes only).
         pairwise: ``[E1, E2]`` (real edges only).
         edges1, edges2: ``[E1, 2]``, ``[E2, 2]`` int, no padding, no self-loops.
         partial: Nodes may stay unmatched (cost 0); otherwise every node of the smaller graph is matched.
-        time_limit: Seconds for HiGHS, or None. At the limit the incumbent is returned with a
-            :class:`TimeLimitWarning`.
+        time_limit: Seconds for HiGHS, or None.
     """
     n, m = unary.shape
     nm = n * m
     if n == 0 or m == 0:
-        return np.zeros((n, m))
+        return np.zeros((n, m)), ""
     # linked assignment pairs of every (edge, edge) term, merged over both orientations: key = lo * nm + hi
     e, f = np.nonzero(pairwise)
     a = edges1[e, 0] * m + edges2[f, 0]
@@ -116,12 +117,6 @@ def solve_one(unary, pairwise, edges1, edges2, partial=False, time_limit=None):
         options=options,
     )
     if result.x is None:
-        return None
-    if result.status != 0:
-        warnings.warn(
-            f"HiGHS stopped before proving optimality ({result.message}); the best matching found is returned. "
-            f"Received: time_limit={time_limit}",
-            TimeLimitWarning,
-            stacklevel=2,
-        )
-    return (result.x[:nm] > 0.5).astype(np.float64).reshape(n, m)
+        return None, f"HiGHS found no matching ({result.message})"
+    message = "" if result.status == 0 else f"HiGHS stopped before proving optimality ({result.message})"
+    return (result.x[:nm] > 0.5).astype(np.float64).reshape(n, m), message
