@@ -4,6 +4,8 @@ from identity_tf.solvers.argmax import Argmax
 from identity_tf.solvers.assignment import LinearAssignment
 from identity_tf.solvers.base import HostSolver
 from identity_tf.solvers.base import Solver
+from identity_tf.solvers.graph_matching import GraphMatching
+from identity_tf.solvers.graph_matching import induced_edge_matching
 from identity_tf.solvers.ilp import IntegerLinearProgram
 from identity_tf.solvers.numpy_solver import NumpySolver
 from identity_tf.solvers.numpy_solver import from_numpy
@@ -14,6 +16,7 @@ from identity_tf.solvers.tsp import TSP
 
 __all__ = [
     "Argmax",
+    "GraphMatching",
     "HostSolver",
     "IntegerLinearProgram",
     "LinearAssignment",
@@ -24,4 +27,5 @@ __all__ = [
     "TSP",
     "TopK",
     "from_numpy",
+    "induced_edge_matching",
 ]
