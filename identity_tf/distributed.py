@@ -7,12 +7,15 @@ own size), gradients all-reduced by the optimizer, metrics (the task's and the m
 ``nelbo`` / ``kl`` / ``bce``) summed across workers, and the test metrics of the best-validation weights
 (``spec.monitor``, as the single-process trainer's checkpoint). A worker whose share of the last partial batch is
 empty takes part in every collective without a forward pass. Each worker process runs the same command with its own
-``TF_CONFIG``; the chief (task 0) writes the run directory, the others write to a scratch directory.
+``TF_CONFIG``; the chief (task 0) writes the run directory (atomically, as the single-process trainer), the others
+write to a scratch directory. :class:`identity_tf.run_health.RunHealth` checks every epoch on every worker (they
+hold the same weights, so they stop together). Multi-worker runs do not resume: an unfinished one starts over.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -27,17 +30,31 @@ def _is_chief(resolver) -> bool:
     return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
 
 
-def train_multi_worker(config, spec, run_dir: pathlib.Path, verbose=1) -> dict:
+def is_chief() -> bool:
+    """Whether this process is the chief of the cluster in ``TF_CONFIG`` (the one that writes the run directory)."""
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    return kind in (None, "chief") or (kind == "worker" and index == 0 and "chief" not in _cluster())
+
+
+def _cluster() -> dict:
+    return json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+
+
+def train_multi_worker(config, spec, run_dir: pathlib.Path, verbose=1, hint: str = "") -> dict:
     """Trains ``config`` with ``MultiWorkerMirroredStrategy``; returns the test metrics (on the chief)."""
-    from identity_tf.train import NoiseSchedule, build_and_compile
+    from identity_tf import run_dir as run_dir_lib
+    from identity_tf.run_health import RunHealth
+    from identity_tf.train import NoiseSchedule, _first_batches, build_and_compile
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     resolver = strategy.cluster_resolver
     chief = _is_chief(resolver)
-    out = run_dir if chief else run_dir / f"worker_{resolver.task_id}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_dir if chief else run_dir / f"worker_{resolver.task_id}"  # created before each write (the chief
+    # may clear the run directory, --overwrite, before the workers first meet in a collective)
     keras.utils.set_random_seed(config.train.seed)
     splits, data = spec.datasets(config)
+    batches = _first_batches(splits, config)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dist = {name: strategy.experimental_distribute_dataset(ds.with_options(options)) for name, ds in splits.items()}
@@ -47,7 +64,9 @@ def train_multi_worker(config, spec, run_dir: pathlib.Path, verbose=1) -> dict:
     if noise is not None:
         noise.set_model(model)
 
-    task_callbacks = list(spec.callbacks(model, config, data)) if spec.callbacks is not None else []
+    health = RunHealth(batches["val"], batches["train"], patience=config.train.collapse_patience, hint=hint)
+    task_callbacks = [health]  # first: its checks raise before anything of a diverged epoch is written
+    task_callbacks += list(spec.callbacks(model, config, data)) if spec.callbacks is not None else []
     for callback in task_callbacks:  # e.g. the DVAE's gradient diagnostics: they add to each epoch's logs
         callback.set_model(model)
     own_metrics = _own_metrics(model)  # e.g. the DVAE's nelbo / kl / bce, updated by its compute_loss
@@ -131,17 +150,20 @@ def train_multi_worker(config, spec, run_dir: pathlib.Path, verbose=1) -> dict:
         value = logs.get(monitor)
         if value is not None and math.isfinite(value) and (best_value is None or _better(value, best_value, spec.mode)):
             best_value, best_weights, best_epoch = value, model.get_weights(), epoch
-            model.save_weights(str(out / "best.weights.h5"))
+            out.mkdir(parents=True, exist_ok=True)
+            run_dir_lib.atomic_write(out / "best.weights.h5", lambda tmp: model.save_weights(str(tmp)))
         if verbose and chief:
             print(f"epoch {epoch + 1}/{config.train.epochs} " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
     train_seconds = time.perf_counter() - start
-    model.save_weights(str(out / "final.weights.h5"))
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir_lib.atomic_write(out / "final.weights.h5", lambda tmp: model.save_weights(str(tmp)))
     if best_weights is not None:
         model.set_weights(best_weights)
     test = run_epoch("test", False)
     if spec.evaluate is not None:  # the task's extra test metrics (e.g. L2X's rationale precision)
         test.update({k: float(v) for k, v in spec.evaluate(model, data).items()})
     metrics = {
+        "status": "collapsed" if health.collapse else "ok",
         "test": test,
         "train_seconds": train_seconds,
         "epochs": config.train.epochs,
@@ -150,12 +172,17 @@ def train_multi_worker(config, spec, run_dir: pathlib.Path, verbose=1) -> dict:
         "workers": len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])) or 1,
         "best_epoch": best_epoch,  # the tested weights' epoch (None: the last epoch's, no finite monitor value)
     }
+    if health.collapse:
+        metrics["collapse"] = health.collapse
+    if health.episodes:
+        metrics["collapse_episodes"] = health.episodes
     if history:
-        with open(out / "history.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        run_dir_lib.atomic_write_text(out / "history.csv", buffer.getvalue())
+    run_dir_lib.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))  # last: "finished"
     return metrics
 
 
