@@ -14,25 +14,79 @@ def _subplots(rows: int, columns: int, figsize) -> tuple[Figure, np.ndarray]:
     return fig, fig.subplots(rows, columns, squeeze=False)
 
 
-def learning_curves(history_csv, out_png) -> pathlib.Path:
-    """One panel per metric (training and validation) from a Keras ``CSVLogger`` file."""
+MAX_COLUMNS = 3  # panels per row of a figure grid
+
+
+def _grid(panels: int, width: float, height: float) -> tuple[Figure, list]:
+    """A figure with ``panels`` axes in rows of at most ``MAX_COLUMNS`` (unused cells switched off)."""
+    columns = max(1, min(MAX_COLUMNS, panels))
+    rows = max(1, -(-panels // columns))
+    fig, axes = _subplots(rows, columns, (width * columns, height * rows))
+    for ax in axes.ravel()[panels:]:
+        ax.axis("off")
+    return fig, list(axes.ravel()[:panels])
+
+
+def _value(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def learning_curves_figure(
+    history_csv, title: str | None = None, best_epoch: int | None = None, noise_off_epoch: int | None = None
+) -> Figure:
+    """The figure of :func:`learning_curves`: one panel per metric (training and validation), in a grid.
+
+    Args:
+        history_csv: A run's ``history.csv`` (``epoch`` 0-based, one column per metric, ``val_`` prefixes).
+        title: Figure title (e.g. the run's name and settings).
+        best_epoch: 0-based epoch of the tested checkpoint: a dotted vertical line in every panel.
+        noise_off_epoch: 0-based first epoch without margin noise: a dashed vertical line.
+    """
     with open(history_csv) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"No epochs logged in {history_csv}")
     epochs = [int(r["epoch"]) + 1 for r in rows]
     names = [k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")]
-    fig, axes = _subplots(1, len(names), (4.2 * len(names), 3.2))
-    for ax, name in zip(axes[0], names):
-        ax.plot(epochs, [float(r[name]) for r in rows], label="train")
+    names += [k[4:] for k in rows[0] if k.startswith("val_") and k[4:] not in rows[0]]  # validation-only metrics
+    fig, axes = _grid(len(names), 4.2, 3.2)
+    for ax, name in zip(axes, names):
+        if name in rows[0]:
+            ax.plot(epochs, [_value(r[name]) for r in rows], label="train")
         if f"val_{name}" in rows[0]:
-            ax.plot(epochs, [float(r[f"val_{name}"]) for r in rows], label="validation")
-        ax.set_title(name)
+            ax.plot(epochs, [_value(r[f"val_{name}"]) for r in rows], label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch + 1, color="tab:green", ls=":", lw=1.2, label=f"tested (epoch {best_epoch + 1})")
+        if noise_off_epoch is not None:
+            ax.axvline(noise_off_epoch + 0.5, color="grey", ls="--", lw=1.0, label="margin noise off")
+        ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    return fig
+
+
+def learning_curves(
+    history_csv, out_png, title: str | None = None, best_epoch: int | None = None, noise_off_epoch: int | None = None
+) -> pathlib.Path:
+    """PNG of :func:`learning_curves_figure` (panels in rows of at most three).
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "history.csv").write_text("epoch,loss,val_loss\\n0,2.0,3.0\\n1,1.0,2.5\\n")
+    >>> learning_curves(folder / "history.csv", folder / "curves.png", title="demo", best_epoch=1).exists()
+    True
+    """
+    fig = learning_curves_figure(history_csv, title=title, best_epoch=best_epoch, noise_off_epoch=noise_off_epoch)
+    fig.savefig(out_png, dpi=110, format="png")
     return pathlib.Path(out_png)
 
 
@@ -47,8 +101,8 @@ def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: 
         title: Figure title.
     """
     columns = [column] if isinstance(column, str) else list(column)
-    fig, axes = _subplots(1, len(columns), (6.5 * len(columns), 4.0))
-    for ax, name in zip(axes[0], columns):
+    fig, axes = _grid(len(columns), 6.5, 4.0)
+    for ax, name in zip(axes, columns):
         for run, path in histories.items():
             if not pathlib.Path(path).exists():
                 continue
@@ -64,7 +118,7 @@ def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    fig.savefig(out_png, dpi=110, format="png")
     return pathlib.Path(out_png)
 
 
