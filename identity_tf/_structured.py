@@ -81,5 +81,6 @@ def sample_parts(sample: Callable, parts: Sequence[tf.Tensor], leading=()) -> li
     pieces = tf.split(flat, tf.stack(sizes), axis=-1)
     # [*leading, B, D_p] -> [*leading, B, ...]
     return [
-        tf.reshape(piece, tf.concat([tf.cast(leading, tf.int32), shape], axis=0)) for piece, shape in zip(pieces, shapes)
+        tf.reshape(piece, tf.concat([tf.cast(leading, tf.int32), shape], axis=0))
+        for piece, shape in zip(pieces, shapes)
     ]

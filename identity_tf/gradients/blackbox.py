@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from identity_tf.gradients.base import GradientMethod, check_positive, register, sign, solve
+from identity_tf import _structured
+from identity_tf.gradients.base import GradientMethod, check_positive, register, sign, solve, zeros_if_none
 
 
 def blackbox(solver, costs: tf.Tensor, lam: float = 20.0) -> tf.Tensor:
@@ -13,7 +14,8 @@ def blackbox(solver, costs: tf.Tensor, lam: float = 20.0) -> tf.Tensor:
     For a "min" solver: ``costs' = costs + lam * upstream`` and the gradient is ``(y(costs') - y(costs)) / lam``.
     For a "max" solver: ``costs' = costs - lam * upstream`` and ``(y(costs) - y(costs')) / lam``. The perturbed
     costs are mapped into the solver's domain first (``solver.project_to_domain``: shortest path clamps at 0 as
-    the original code does, TSP symmetrises).
+    the original code does, TSP symmetrises). Structured costs (graph matching): every floating-point part is
+    perturbed by its solution part's upstream gradient and gets the difference of that part, one re-solve.
 
     Args:
         solver: Any solver.
@@ -32,20 +34,22 @@ def blackbox(solver, costs: tf.Tensor, lam: float = 20.0) -> tf.Tensor:
     array([[-1.,  1.,  0.]], dtype=float32)
     """
     lam = check_positive("lam", lam)
-    costs = tf.convert_to_tensor(costs)
+    parts, rebuild = _structured.split(costs)
     direction = sign(solver)
 
     @tf.custom_gradient
-    def forward(costs):
-        solution = solve(solver, costs)
+    def forward(*parts):
+        solution = solve(solver, rebuild(parts))
 
-        def backward(upstream):
-            perturbed = solver.project_to_domain(costs - direction * lam * upstream)
-            return direction * (solution - solve(solver, perturbed)) / lam
+        def backward(*upstream):
+            upstream = zeros_if_none(upstream, parts)
+            perturbed = solver.project_to_domain(rebuild([c - direction * lam * u for c, u in zip(parts, upstream)]))
+            target = _structured.parts_of(solve(solver, perturbed))
+            return [direction * (y - t) / lam for y, t in zip(_structured.parts_of(solution), target)]
 
         return solution, backward
 
-    return forward(costs)
+    return forward(*parts)
 
 
 @register

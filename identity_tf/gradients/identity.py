@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from identity_tf.gradients.base import GradientMethod, register, sign, solve
+from identity_tf import _structured
+from identity_tf.gradients.base import GradientMethod, register, sign, solve, zeros_if_none
 
 
 def identity(solver, costs: tf.Tensor) -> tf.Tensor:
@@ -13,6 +14,10 @@ def identity(solver, costs: tf.Tensor) -> tf.Tensor:
 
     Put projections (:mod:`identity_tf.projections`) and margin noise *before* this call; autodiff then
     applies ``P'(costs)^T`` to the update (paper eq. 11).
+
+    Structured costs (a tuple such as graph matching's ``(unary, pairwise, edges1, edges2)``): each
+    floating-point part gets ``-/+`` the upstream gradient of its solution part (``x`` for ``unary``, ``z``
+    for ``pairwise``); a solution part the loss does not use gives its cost part a zero gradient.
 
     Example:
     >>> import tensorflow as tf
@@ -25,17 +30,17 @@ def identity(solver, costs: tf.Tensor) -> tf.Tensor:
     >>> tape.gradient(loss, costs).numpy()
     array([[-1., -2., -3.]], dtype=float32)
     """
-    costs = tf.convert_to_tensor(costs)
+    parts, rebuild = _structured.split(costs)
     direction = sign(solver)
 
     @tf.custom_gradient
-    def forward(costs):
-        def backward(upstream):
-            return direction * upstream
+    def forward(*parts):
+        def backward(*upstream):
+            return [direction * u for u in zeros_if_none(upstream, parts)]
 
-        return solve(solver, costs), backward
+        return solve(solver, rebuild(parts)), backward
 
-    return forward(costs)
+    return forward(*parts)
 
 
 @register

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from identity_tf import _structured
 from identity_tf import noise as noise_lib
 from identity_tf.gradients.base import (
     GradientMethod,
@@ -13,6 +14,7 @@ from identity_tf.gradients.base import (
     register,
     sign,
     solve_samples,
+    zeros_if_none,
 )
 
 
@@ -23,7 +25,7 @@ def imle(solver, costs: tf.Tensor, lam: float = 10.0, noise=None, num_samples: i
     returns ``mean_s y(theta + eps_s)`` with ``eps_s`` drawn once, outside the custom gradient, and reused on the
     backward pass: ``theta' = theta - lam * upstream`` and the gradient is
     ``mean_s (y(theta + eps_s) - y(theta' + eps_s)) / lam``. All ``num_samples`` solves of a pass are one batched
-    solver call.
+    solver call. Structured costs (graph matching): noise on every floating-point part, each part's own rule.
 
     Args:
         solver: Any solver.
@@ -43,24 +45,32 @@ def imle(solver, costs: tf.Tensor, lam: float = 10.0, noise=None, num_samples: i
     lam = check_positive("lam", lam)
     num_samples = check_num_samples(num_samples)
     noise = noise_lib.SumOfGamma() if noise is None else noise_lib.get(noise)
-    costs = tf.convert_to_tensor(costs)
+    structured = _structured.is_structured(costs)
+    parts, rebuild = _structured.split(costs)
     direction = sign(solver)
-    # [S, B, ...] noise drawn outside the custom gradient so the backward pass reuses it.
-    shape = tf.concat([[num_samples], tf.shape(costs)], axis=0)
-    eps = noise.sample(shape, seed=seed, dtype=costs.dtype)
+    # [S, B, ...] noise per part, drawn outside the custom gradient so the backward pass reuses it.
+    eps = _structured.sample_parts(
+        lambda shape: noise.sample(shape, seed=seed, dtype=parts[0].dtype), parts, leading=[num_samples]
+    )
+
+    def perturbed(parts, shift):
+        # costs of the perturbed problems: direction * (theta + shift) = costs + direction * shift, [S, B, ...]
+        return rebuild([c[tf.newaxis] + direction * s for c, s in zip(parts, shift)])
 
     @tf.custom_gradient
-    def forward(costs):
-        # costs of the perturbed problem: direction * (theta + eps) = costs + direction * eps
-        samples = solve_samples(solver, costs[tf.newaxis] + direction * eps)  # [S, B, ...]
+    def forward(*parts):
+        samples = _structured.parts_of(solve_samples(solver, perturbed(parts, eps)))  # [S, B, ...] per part
 
-        def backward(upstream):
-            targets = solve_samples(solver, costs[tf.newaxis] + direction * (eps - lam * upstream[tf.newaxis]))
-            return direction * tf.reduce_mean(samples - targets, axis=0) / lam
+        def backward(*upstream):
+            upstream = zeros_if_none(upstream, parts)
+            shift = [e - lam * u[tf.newaxis] for e, u in zip(eps, upstream)]
+            targets = _structured.parts_of(solve_samples(solver, perturbed(parts, shift)))
+            return [direction * tf.reduce_mean(y - t, axis=0) / lam for y, t in zip(samples, targets)]
 
-        return tf.reduce_mean(samples, axis=0), backward
+        mean = [tf.reduce_mean(y, axis=0) for y in samples]
+        return (tuple(mean) if structured else mean[0]), backward
 
-    return forward(costs)
+    return forward(*parts)
 
 
 @register

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from identity_tf import _structured
 from identity_tf import noise as noise_lib
 from identity_tf.gradients.base import (
     GradientMethod,
@@ -13,18 +14,23 @@ from identity_tf.gradients.base import (
     register,
     sign,
     solve_samples,
+    zeros_if_none,
 )
 
 NOISES = ("normal", "gumbel")
 
 
-def _draw(costs, num_samples, noise, seed):
+def _draw(parts, num_samples, noise, seed):
+    """Noise ``z`` and ``grad nu(z)`` for every cost part, ``[S, B, ...]`` each (one joint draw, see
+    :func:`identity_tf._structured.sample_parts`)."""
     if noise not in NOISES:
         raise ValueError(f"Argument `noise` must be one of {NOISES}. Received: noise={noise!r}")
-    shape = tf.concat([[num_samples], tf.shape(costs)], axis=0)  # [S, B, ...]
-    z = (noise_lib.Normal() if noise == "normal" else noise_lib.Gumbel()).sample(shape, seed=seed, dtype=costs.dtype)
+    source = noise_lib.Normal() if noise == "normal" else noise_lib.Gumbel()
+    z = _structured.sample_parts(
+        lambda shape: source.sample(shape, seed=seed, dtype=parts[0].dtype), parts, leading=[num_samples]
+    )
     # gradient of the noise's negative log-density nu: z for the normal, 1 - exp(-z) for the Gumbel
-    grad_nu = z if noise == "normal" else 1.0 - tf.exp(-z)
+    grad_nu = z if noise == "normal" else [1.0 - tf.exp(-zp) for zp in z]
     return z, grad_nu
 
 
@@ -36,7 +42,8 @@ def perturbed(
     In the argmax form (``theta = costs`` for "max" solvers, ``-costs`` for "min"): the forward pass returns the
     average of ``num_samples`` perturbed solutions; the backward pass returns
     ``E[<y(theta + sigma Z), upstream> grad_nu(Z)] / sigma`` (``grad_nu(z) = z`` for normal noise,
-    ``1 - exp(-z)`` for Gumbel noise), with the same noise as the forward pass.
+    ``1 - exp(-z)`` for Gumbel noise), with the same noise as the forward pass. Structured costs (graph
+    matching): noise on every floating-point part, ``<y, upstream>`` summed over the solution parts.
 
     Args:
         solver: Any solver.
@@ -54,23 +61,30 @@ def perturbed(
     """
     sigma = check_positive("sigma", sigma)
     num_samples = check_num_samples(num_samples)
-    costs = tf.convert_to_tensor(costs)
+    structured = _structured.is_structured(costs)
+    parts, rebuild = _structured.split(costs)
     direction = sign(solver)
-    z, grad_nu = _draw(costs, num_samples, noise, seed)
+    z, grad_nu = _draw(parts, num_samples, noise, seed)
 
     @tf.custom_gradient
-    def forward(costs):
-        samples = solve_samples(solver, costs[tf.newaxis] + direction * sigma * z)  # [S, B, ...]
+    def forward(*parts):
+        noisy = rebuild([c[tf.newaxis] + direction * sigma * zp for c, zp in zip(parts, z)])
+        samples = _structured.parts_of(solve_samples(solver, noisy))  # [S, B, ...] per part
 
-        def backward(upstream):
-            weights = per_example_dot(samples, upstream[tf.newaxis])  # [S, B]
-            # [S, B] -> [S, B, 1, ...] to scale the noise gradients [S, B, ...]
-            weights = tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones([costs.shape.rank - 1], tf.int32)], 0))
-            return direction * tf.reduce_mean(weights * grad_nu, axis=0) / sigma
+        def backward(*upstream):
+            upstream = zeros_if_none(upstream, parts)
+            weights = per_example_dot(samples, [u[tf.newaxis] for u in upstream])  # [S, B]
+            grads = []
+            for c, g in zip(parts, grad_nu):
+                # [S, B] -> [S, B, 1, ...] to scale the noise gradients [S, B, ...]
+                w = tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones([c.shape.rank - 1], tf.int32)], 0))
+                grads.append(direction * tf.reduce_mean(w * g, axis=0) / sigma)
+            return grads
 
-        return tf.reduce_mean(samples, axis=0), backward
+        mean = [tf.reduce_mean(y, axis=0) for y in samples]
+        return (tuple(mean) if structured else mean[0]), backward
 
-    return forward(costs)
+    return forward(*parts)
 
 
 def fenchel_young_loss(
@@ -86,7 +100,8 @@ def fenchel_young_loss(
 
     In the argmax form, ``L(theta; y) = E[max_y' <theta + sigma Z, y'>] - <theta, y>`` (up to a constant in
     ``theta``), whose gradient is ``y_sigma(theta) - y`` (Monte-Carlo, same noise on both passes). It is >= 0 in
-    expectation and needs no backward rule through the solver.
+    expectation and needs no backward rule through the solver. Structured costs (graph matching): ``y_true``
+    is the tuple of true solution parts (e.g. ``(x*, z*)``) and the inner products sum over the parts.
 
     Example:
     >>> import identity_tf as itf
@@ -96,27 +111,31 @@ def fenchel_young_loss(
     """
     sigma = check_positive("sigma", sigma)
     num_samples = check_num_samples(num_samples)
-    costs = tf.convert_to_tensor(costs)
-    y_true = tf.cast(y_true, costs.dtype)
+    structured = _structured.is_structured(costs)
+    parts, rebuild = _structured.split(costs)
+    y_true = [tf.cast(y, parts[0].dtype) for y in (tuple(y_true) if structured else (y_true,))]
     direction = sign(solver)
-    z, _ = _draw(costs, num_samples, noise, seed)
-    axes = list(range(1, costs.shape.rank))
+    z, _ = _draw(parts, num_samples, noise, seed)
 
     @tf.custom_gradient
-    def forward(costs):
-        theta = direction * costs
-        samples = solve_samples(solver, costs[tf.newaxis] + direction * sigma * z)  # [S, B, ...]
-        # E[<theta + sigma Z, y_z>] - <theta, y_true>, per example -> [B]
-        value = tf.reduce_mean(per_example_dot(theta[tf.newaxis] + sigma * z, samples), axis=0)
-        value -= tf.reduce_sum(theta * y_true, axis=axes)
+    def forward(*parts):
+        theta = [direction * c for c in parts]
+        noisy = rebuild([c[tf.newaxis] + direction * sigma * zp for c, zp in zip(parts, z)])
+        samples = _structured.parts_of(solve_samples(solver, noisy))  # [S, B, ...] per part
+        # E[<theta + sigma Z, y_z>] - <theta, y_true>, per example (summed over the parts) -> [B]
+        value = tf.reduce_mean(per_example_dot([t[tf.newaxis] + sigma * zp for t, zp in zip(theta, z)], samples), 0)
+        value -= tf.add_n([tf.reduce_sum(t * y, axis=list(range(1, t.shape.rank))) for t, y in zip(theta, y_true)])
 
         def backward(upstream):  # upstream: [B]
-            upstream = tf.reshape(upstream, tf.concat([tf.shape(upstream), tf.ones([len(axes)], tf.int32)], 0))
-            return direction * upstream * (tf.reduce_mean(samples, axis=0) - y_true)
+            grads = []
+            for c, y, ys in zip(parts, y_true, samples):
+                u = tf.reshape(upstream, tf.concat([tf.shape(upstream), tf.ones([c.shape.rank - 1], tf.int32)], 0))
+                grads.append(direction * u * (tf.reduce_mean(ys, axis=0) - y))
+            return grads
 
         return value, backward
 
-    return forward(costs)
+    return forward(*parts)
 
 
 @register

@@ -67,17 +67,17 @@ class Problem:
         self.Q = np.zeros((B, E1 + 1, m + 1, m + 1))
         self.QT = np.zeros((B, E1 + 1, m + 1, m + 1))
         b, f = np.nonzero(valid2)
-        j, l = edges2[b, f, 0], edges2[b, f, 1]
+        tail2, head2 = edges2[b, f, 0], edges2[b, f, 1]
         # one column of pairwise per edge f of graph 2; an edge listed twice adds (rare: kept off the fast path)
-        key = (b * (m + 1) + j) * (m + 1) + l
+        key = (b * (m + 1) + tail2) * (m + 1) + head2
         _, first = np.unique(key, return_index=True)
         repeated = np.setdiff1d(np.arange(len(key)), first)
         columns = pairwise[b[first], :, f[first]]  # [F, E1]
-        self.Q[b[first], :E1, j[first], l[first]] = columns
-        self.QT[b[first], :E1, l[first], j[first]] = columns
+        self.Q[b[first], :E1, tail2[first], head2[first]] = columns
+        self.QT[b[first], :E1, head2[first], tail2[first]] = columns
         for t in repeated:
-            self.Q[b[t], :E1, j[t], l[t]] += pairwise[b[t], :, f[t]]
-            self.QT[b[t], :E1, l[t], j[t]] += pairwise[b[t], :, f[t]]
+            self.Q[b[t], :E1, tail2[t], head2[t]] += pairwise[b[t], :, f[t]]
+            self.QT[b[t], :E1, head2[t], tail2[t]] += pairwise[b[t], :, f[t]]
         # the pairwise costs of padded edges of graph 1 must not count
         self.Q[:, :E1][~valid1] = 0.0
         self.QT[:, :E1][~valid1] = 0.0

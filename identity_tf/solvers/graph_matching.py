@@ -120,7 +120,9 @@ class GraphMatching(Solver):
             raise ValueError(f"Argument `num_kicks` must be a non-negative integer. Received: num_kicks={num_kicks!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"Argument `seed` must be an integer or None. Received: seed={seed!r}")
-        if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1):
+        if num_workers is not None and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
+        ):
             raise ValueError(
                 f"Argument `num_workers` must be a positive integer or None. Received: num_workers={num_workers!r}"
             )
@@ -140,7 +142,9 @@ class GraphMatching(Solver):
         if tf.executing_eagerly():  # direct call: host errors surface as the ValueError they are
             x, z = self.solve_batch(*(t.numpy() for t in inputs))
             return tf.convert_to_tensor(x), tf.convert_to_tensor(z)
-        x, z = tf.numpy_function(self.solve_batch, inputs, [unary.dtype, unary.dtype], stateful=False, name="graph_matching")
+        x, z = tf.numpy_function(
+            self.solve_batch, inputs, [unary.dtype, unary.dtype], stateful=False, name="graph_matching"
+        )
         x.set_shape(unary.shape)
         z.set_shape(pairwise.shape)
         return x, z
@@ -168,7 +172,9 @@ class GraphMatching(Solver):
         for label, t in zip(labels, costs[2:]):
             t = tf.convert_to_tensor(t)
             if not t.dtype.is_integer:
-                raise TypeError(f"Solver {self.name!r} expects integer `{label}`. Received: {label}.dtype={t.dtype.name}")
+                raise TypeError(
+                    f"Solver {self.name!r} expects integer `{label}`. Received: {label}.dtype={t.dtype.name}"
+                )
             structure.append(tf.cast(t, tf.int32))
         if len(structure) == 2:  # no counts: every node is real
             shape = tf.shape(unary)
