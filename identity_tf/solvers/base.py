@@ -150,16 +150,19 @@ class HostSolver(Solver):
                 raise ValueError(f"Solver {self.name!r} received non-finite `costs` (NaN or inf) in instance {bad}.")
             for instance in batch:
                 self.check_instance(instance)
-        workers = self.num_workers or os.cpu_count() or 1
-        if len(batch) < 2 or workers == 1:
-            solutions = [self.solve_one(c) for c in batch]
-        else:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(batch))) as pool:
-                solutions = list(pool.map(self.solve_one, batch))
+        solutions = self._solve_instances(batch)
         if not solutions:
             out_shape = self.output_shape(tf.TensorShape(costs.shape[1:]))
             return np.zeros((0, *out_shape.as_list()), dtype=dtype)
         return np.stack(solutions).astype(dtype)
+
+    def _solve_instances(self, batch: np.ndarray) -> list[np.ndarray]:
+        """``solve_one`` over the instances of a float64 batch, in a thread pool (a plain loop below 2)."""
+        workers = self.num_workers or os.cpu_count() or 1
+        if len(batch) < 2 or workers == 1:
+            return [self.solve_one(c) for c in batch]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(batch))) as pool:
+            return list(pool.map(self.solve_one, batch))
 
     def _solve(self, costs: tf.Tensor) -> tf.Tensor:
         out_shape = tf.TensorShape([costs.shape[0]]).concatenate(self.output_shape(costs.shape[1:]))

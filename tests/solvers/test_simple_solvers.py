@@ -1,8 +1,11 @@
 """TopK, Argmax, Ranking, LinearAssignment, IntegerLinearProgram, from_numpy against independent oracles."""
 
 import itertools
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import keras
 import numpy as np
@@ -165,6 +168,85 @@ def test_from_numpy_output_shape_and_wrong_shape_error():
 
 
 @pytest.mark.parametrize(
+    "result, error, message",
+    [
+        (np.array([0.0, np.nan, 1.0]), ValueError, r"returned non-finite values \(NaN or inf\).*nan"),
+        (np.array([0.0, np.inf, 1.0]), ValueError, "returned non-finite values"),
+        (None, TypeError, "must return a real numeric array. Received: NoneType"),
+        (np.array(["a", "b", "c"]), TypeError, "must return a real numeric array"),
+        (np.array([1j, 0, 0]), TypeError, "must return a real numeric array"),
+        (np.array([{}, {}, {}], dtype=object), TypeError, "must return a real numeric array"),
+    ],
+)
+def test_from_numpy_validates_results(result, error, message):
+    solver = itf.solvers.from_numpy(lambda c: result, name="broken")
+    costs = np.zeros((3, 3), np.float32)
+    with pytest.raises(error, match=f"(?s)'broken'.*{message}") as info:
+        solver(costs)
+    assert "(instance 0 of the batch, solver 'broken')" in info.value.__notes__
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"(?s)'broken'.*{message}"):  # graph mode too
+        tf.function(solver)(tf.constant(costs))
+
+
+def test_from_numpy_names_the_failing_instance():
+    def ratio(c):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return c / c[0]  # 0 / 0 on the second instance only
+
+    solver = itf.solvers.from_numpy(ratio)
+    with pytest.raises(ValueError, match="non-finite") as info:
+        solver([[1.0, 2.0], [0.0, 1.0], [2.0, 2.0]])
+    assert info.value.__notes__ == ["(instance 1 of the batch, solver 'ratio')"]
+
+
+def test_from_numpy_timeout_gives_up_a_hanging_instance():
+    release = threading.Event()
+
+    def hangs_on_negative(c):
+        if c[0] < 0:
+            release.wait(60)
+        return (c == c.min()).astype(float)
+
+    solver = itf.solvers.from_numpy(hangs_on_negative, name="hangs", timeout=0.3, num_workers=2)
+    costs = np.array([[1.0, 2.0], [-1.0, 0.0], [3.0, 1.0]], np.float32)
+    try:
+        start = time.monotonic()
+        with pytest.raises(
+            TimeoutError, match=r"'hangs': `fn` did not return within timeout=0\.3 s on instance\(s\) \[1\]"
+        ):
+            solver(costs)
+        assert time.monotonic() - start < 5
+        with pytest.raises(tf.errors.OpError, match="did not return within timeout=0.3 s"):  # graph mode
+            tf.function(solver)(tf.constant(costs))
+        np.testing.assert_array_equal(solver(costs[[0, 2]]).numpy(), [[1, 0], [0, 1]])  # fast instances pass
+    finally:
+        release.set()
+
+
+def test_from_numpy_waits_interruptibly():
+    release = threading.Event()
+    solver = itf.solvers.from_numpy(lambda c: release.wait(60) and c, name="hangs")  # no timeout
+    timer = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    try:
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C
+            solver(np.zeros((2, 3), np.float32))
+        assert time.monotonic() - start < 5
+    finally:
+        timer.cancel()
+        release.set()
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), "5", True])
+def test_from_numpy_rejects_bad_timeout(timeout):
+    with pytest.raises(
+        ValueError, match=f"`timeout` must be a positive number of seconds or None. Received: timeout={timeout!r}"
+    ):
+        itf.solvers.from_numpy(pick_min, timeout=timeout)
+
+
+@pytest.mark.parametrize(
     "call, error, message",
     [
         (lambda: itf.solvers.TopK(k=0), ValueError, "k"),
@@ -209,6 +291,7 @@ def pick_min(c):
         itf.solvers.LinearAssignment(num_workers=2),
         itf.solvers.IntegerLinearProgram(A_ub=[[1, 2]], b_ub=[2], bounds=(0, [1, 3]), time_limit=5.0),
         itf.solvers.from_numpy(pick_min, sense="min", on_hyperplane=True),
+        itf.solvers.from_numpy(pick_min, timeout=2.5),
     ],
 )
 def test_config_round_trip(solver):
