@@ -12,11 +12,16 @@ README's results tables are generated from them:
     identity-tf reproduce globe_tsp --report --write-readme             # and replace README's block
 
 README holds each task's table between ``<!-- results:<task> -->`` and ``<!-- /results:<task> -->``;
-``tests/test_readme_results.py`` regenerates every block from ``results/`` and fails when README differs.
+``tests/test_report.py`` regenerates every block from ``results/`` and fails when README differs.
 
-A row's number is the mean ± std over the seeds found in ``results/`` (not the grid's seed list: a row reports what
-was run), with the run count beside it. Runs that diverged or whose metrics say ``"status": "collapsed"`` are
-listed in the row and left out of its mean. Train time is ``metrics.json["train_seconds"]`` (paper Table 8).
+A row's number is the mean ± std (population) over the seeds found in ``results/`` (not the grid's seed list: a
+row reports what was run), with the run count beside it. A run that diverged has no number: it is listed in the
+row's run count and left out of the mean. A run whose metrics say ``"status": "collapsed"`` (or any status other
+than ``ok``) keeps its number in the mean — it is a real, bad result — and is listed beside the count. Train time
+is ``metrics.json["train_seconds"]`` (paper Table 8).
+
+``--report`` also draws the grid's ``figures`` (curves from the committed ``history.csv`` files) and ``sweeps``
+(a metric against a swept value, one line per method, e.g. the paper's Fig. 4a) into ``docs/figures/``.
 """
 
 from __future__ import annotations
@@ -86,9 +91,8 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
                 continue
             metrics = json.loads(metrics_path.read_text())
             status = metrics.get("status", "ok")
-            if status != "ok":
+            if status != "ok":  # e.g. "collapsed": its numbers are real, so they stay in the mean, marked
                 entry["failed"].append(f"seed {seed}: {status}")
-                continue
             test = metrics["test"]
             entry["values"].append(scale * float(test[grid["metric"]]))
             for column in columns:
@@ -188,3 +192,64 @@ def write_readme_block(readme_path, task: str, text: str) -> None:
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
     readme_path.write_text(head + start + text + end + tail)
+
+
+def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pathlib.Path]:
+    """Draws the grid's ``figures`` (curves of the first seed found) and ``sweeps`` from ``results_dir``.
+
+    A sweep is ``{file, title, x_label, metric (default: the grid's), series: {label: {x value: row name}}}``;
+    each point is the mean over the row's good runs, with the std as an error bar. Returns the files written.
+    """
+    from identity_tf import plots
+
+    results_dir, out_dir = pathlib.Path(results_dir), pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for figure in grid.get("figures") or []:
+        histories = {}
+        for name in figure["rows"]:
+            runs = _runs(results_dir / slug(name))
+            if runs and (runs[0][1] / "history.csv").exists():
+                histories[name] = runs[0][1] / "history.csv"
+        if histories:
+            path = out_dir / f"{prefix}{figure['file']}"
+            plots.compare_curves(
+                histories, figure["column"], path, scale=figure.get("scale", 1.0), title=figure.get("title")
+            )
+            written.append(path)
+    collected = {row["name"]: row for row in collect(grid, results_dir)}
+    for sweep in grid.get("sweeps") or []:
+        series = {}
+        for label, points in sweep["series"].items():
+            xs, means, stds = [], [], []
+            for x, name in sorted(points.items(), key=lambda item: float(item[0])):
+                row = collected.get(name)
+                if row and row["values"]:
+                    mean, std = _mean_std(row["values"])
+                    xs.append(float(x))
+                    means.append(mean)
+                    stds.append(std)
+            if xs:
+                series[label] = (xs, means, stds)
+        if series:
+            path = out_dir / f"{prefix}{sweep['file']}"
+            _sweep_plot(series, sweep.get("x_label", "x"), grid["metric"], sweep.get("title"), path)
+            written.append(path)
+    return written
+
+
+def _sweep_plot(series: dict, x_label: str, y_label: str, title: str | None, path: pathlib.Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 3.6))
+    ax = fig.subplots()
+    for label, (xs, means, stds) in series.items():
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")

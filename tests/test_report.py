@@ -48,12 +48,27 @@ def test_table_values_by_hand(tmp_path):
     assert [r["name"] for r in rows] == ["A x=0.2", "B"]  # C has no runs: not in the table
     assert rows[0]["seeds"] == [0, 1, 2] and rows[0]["failed"] == ["seed 2: diverged"]
     # A: mean of 90 and 94 = 92, population std = 2; edges 95, 97 -> 96 ± 1; minutes 10, 12 -> 11.0
+    # B: the collapsed run stays in the mean: acc 50, 80 -> 65 ± 15; edges 75, 90 -> 82.5 ± 7.5; minutes 1, 1.5
     assert report.render(GRID, rows).splitlines() == [
         "| run | acc (ours) | edges (ours) | runs | train min/run | paper |",
         "|---|---|---|---|---|---|",
         "| A x=0.2 | 92.00 ± 2.00 | 96.00 ± 1.00 | 2 (+ seed 2: diverged) | 11.0 | 99.67 ± 0.10 |",
-        "| B | 80.00 | 90.00 | 1 (+ seed 0: collapsed) | 1.5 | — |",
+        "| B | 65.00 ± 15.00 | 82.50 ± 7.50 | 2 (+ seed 0: collapsed) | 1.2 | — |",
     ]
+
+
+def test_draw_figures_writes_curves_and_sweeps(tmp_path):
+    results = tmp_path / "results"
+    write_run(results, "A x=0.2", 0, acc=0.9, edges=0.9, seconds=1)
+    write_run(results, "B", 0, acc=0.5, edges=0.5, seconds=1)
+    grid = {
+        **GRID,
+        "figures": [{"file": "curves.png", "column": "loss", "rows": ["A x=0.2", "B"]}],
+        "sweeps": [{"file": "sweep.png", "x_label": "x", "series": {"m": {0.2: "A x=0.2", 0: "B", 1: "C never run"}}}],
+    }
+    written = report.draw_figures(grid, results, tmp_path / "fig", prefix="t_")
+    assert [p.name for p in written] == ["t_curves.png", "t_sweep.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
 
 
 def test_export_copies_only_small_files_of_finished_runs(tmp_path):
