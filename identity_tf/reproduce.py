@@ -24,7 +24,9 @@ Results go to ``<out>/<row>/seed<N>/`` (each a normal run directory, so an inter
 and each of the grid's ``figures`` to ``<out>/<file>`` (e.g. the paper's DVAE Figures 3 and 5-7). A figure is drawn
 from the rows that ran (with ``--only``, some of its curves may be missing). A run that diverges
 (:class:`identity_tf.train.TrainingDiverged`) leaves ``<run>/diverged.txt`` and is left out of its row's mean (a row
-whose every run diverged reads "diverged"); the grid goes on. Finished and diverged runs are not rerun (delete the
+whose every run diverged reads "diverged"); the grid goes on. A run that finished collapsed (``metrics.json``
+``"status": "collapsed"``, see :mod:`identity_tf.run_health`) stays in the mean and its row says "(N of M
+collapsed)". Finished and diverged runs are not rerun (delete the
 run directory to retry).
 """
 
@@ -37,6 +39,7 @@ import re
 import numpy as np
 import yaml
 
+from identity_tf import run_dir as run_dir_lib
 from identity_tf import train
 
 
@@ -61,7 +64,7 @@ def load_grid(task: str, configs_root: pathlib.Path) -> dict:
     for key in ("table", "metric", "rows"):
         if key not in grid:
             raise train.ConfigError(f"{path} misses the key {key!r}")
-    valid = {"table", "metric", "scale", "seeds", "seed_keys", "columns", "rows", "figures"}
+    valid = {"table", "metric", "scale", "seeds", "seed_keys", "columns", "rows", "figures", "sweeps"}  # sweeps: report
     unknown = sorted(set(grid) - valid)
     if unknown:
         raise train.ConfigError(f"{path}: unknown key(s) {unknown}. Valid keys: {sorted(valid)}")
@@ -103,7 +106,7 @@ def run(
         raise train.ConfigError(f"No rows named {only}. Rows: {[r['name'] for r in grid['rows']]}")
 
     def run_once(row, seed) -> dict | None:
-        """Test metrics of one row and seed: read from a finished run, else trained; None if it diverged."""
+        """Metrics of one row and seed (metrics.json): read from a finished run, else trained; None if it diverged."""
         run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.exists():
@@ -119,16 +122,19 @@ def run(
                 print(f"[reproduce] {row['name']} seed {seed}: {error}", flush=True)
                 (run_dir / "diverged.txt").write_text(f"{error}\n")
                 return None
-        return json.loads(metrics_path.read_text())["test"]
+        return run_dir_lib.read_json(metrics_path)
 
-    results, diverged = [], []
+    results, diverged, collapsed = [], [], []
     for row in rows:
-        values, extra = [], {column: [] for column in columns}
+        values, extra, row_collapsed = [], {column: [] for column in columns}, 0
         for seed in seeds:
-            test = run_once(row, seed)
-            if test is None:
+            metrics = run_once(row, seed)
+            if metrics is None:
                 diverged.append(f"{row['name']} (seed {seed})")
-                test = {}
+            elif metrics.get("status") == "collapsed":  # kept in the mean, marked in the table
+                collapsed.append(f"{row['name']} (seed {seed})")
+                row_collapsed += 1
+            test = metrics["test"] if metrics is not None else {}
             values.append(scale * test[grid["metric"]] if test else float("nan"))
             for column in columns:
                 extra[column].append(test.get(column, float("nan")))
@@ -138,6 +144,7 @@ def run(
                 "values": values,
                 **_summary(values),
                 "paper": row.get("paper", ""),
+                "collapsed": row_collapsed,
                 **{column: {"values": v, **_summary(v)} for column, v in extra.items()},
             }
         )
@@ -153,12 +160,15 @@ def run(
         failed = int(np.sum(np.isnan(r["values"])))
         ours = "diverged" if np.isnan(r["mean"]) else f"{r['mean']:.2f} ± {r['std']:.2f}"
         ours += f" ({failed} of {len(seeds)} diverged)" if 0 < failed < len(seeds) else ""
+        ours += f" ({r['collapsed']} of {len(seeds)} collapsed)" if r["collapsed"] else ""
         cells = "".join(
             " — |" if np.isnan(r[c]["mean"]) else f" {r[c]['mean']:.3f} ± {r[c]['std']:.3f} |" for c in columns
         )
         lines.append(f"| {r['name']} | {ours} |{cells} {r['paper']} |")
     if diverged:
         lines += ["", f"Diverged (non-finite values; the row's mean is NaN, see diverged.txt): {', '.join(diverged)}"]
+    if collapsed:
+        lines += ["", f"Collapsed (constant predictions or solver inputs, see metrics.json): {', '.join(collapsed)}"]
     table = "\n".join(lines)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(table + "\n")

@@ -62,12 +62,13 @@ def solver_layers(model) -> list:
 
 @contextlib.contextmanager
 def recording(solver_layers_):
-    """Records ``(costs, solution)`` of every call of the given layers (eager calls) while active."""
+    """Records ``[costs, solution]`` of every call of the given layers (eager calls) while active."""
 
     def wrap(original, calls: list):
         def call(costs, *args, **kwargs):
+            calls.append([costs, None])  # before the solve: its own finite check may raise (eager)
             solution = original(costs, *args, **kwargs)
-            calls.append((costs, solution))
+            calls[-1][1] = solution
             return solution
 
         return call
@@ -151,11 +152,15 @@ class RunHealth(keras.callbacks.Callback):
             return {}
         x, y = self.val_batch
         with recording(found) as records:
-            self.model(x, training=False)
+            try:
+                self.model(x, training=False)
+            except (ValueError, tf.errors.InvalidArgumentError):  # a solver's finite check: reported below
+                if not any(not np.all(np.isfinite(_numpy(c))) for r in records.values() for c, _ in r):
+                    raise
         stds, spreads, scales, distinct = [], [], [], []
         for layer in found:
             for costs, solution in records[id(layer)]:
-                costs, solution = _numpy(costs), _numpy(solution)
+                costs = _numpy(costs)
                 if not np.all(np.isfinite(costs)):
                     share = 1 - np.isfinite(costs).mean()
                     raise self._diverged(
@@ -165,6 +170,7 @@ class RunHealth(keras.callbacks.Callback):
                 stds.append(float(flat.std(axis=1).mean()))
                 spreads.append(float(flat.std(axis=0).mean()) if len(flat) > 1 else math.inf)
                 scales.append(float(np.sqrt(np.mean(flat**2))))
+                solution = _numpy(solution)
                 solutions = np.round(solution.reshape(len(solution), -1), 6)
                 distinct.append(len(np.unique(solutions, axis=0)))
         labels = np.asarray(y)
