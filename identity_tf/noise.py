@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from identity_tf import _structured
 from identity_tf._utils import stateless_seed
 from identity_tf.solvers.base import check_sense
 
@@ -35,7 +36,9 @@ def margin(costs: tf.Tensor, alpha: float, seed=None) -> tf.Tensor:
     """Adds the noise-induced margin: ``costs + xi`` with ``xi`` uniform on ``{-alpha/2, +alpha/2}`` per entry.
 
     Paper section 3.6: the noise pushes predicted costs away from the boundaries of the solver's partition cells
-    by ``E|xi| = alpha / 2``. Apply it during training only (``NoiseMarginLayer`` does).
+    by ``E|xi| = alpha / 2``. Apply it during training only (``NoiseMarginLayer`` does). Structured costs (a
+    tuple, e.g. graph matching's ``(unary, pairwise, edges1, edges2)``): every floating-point part gets its own
+    noise (one joint draw), the integer parts pass through.
 
     Example:
     >>> import numpy as np
@@ -45,15 +48,18 @@ def margin(costs: tf.Tensor, alpha: float, seed=None) -> tf.Tensor:
     True
     """
     alpha = _check_alpha(alpha)
-    costs = tf.convert_to_tensor(costs)
-    signs = tf.sign(_uniform(tf.shape(costs), tf.float32, seed) - 0.5)  # {-1, +1}; 0 has probability 0
-    return costs + tf.cast(0.5 * alpha * signs, costs.dtype)
+    parts, rebuild = _structured.split(costs)
+    uniform = _structured.sample_parts(lambda shape: _uniform(shape, tf.float32, seed), parts)
+    signs = [tf.sign(u - 0.5) for u in uniform]  # {-1, +1}; 0 has probability 0
+    return rebuild([c + tf.cast(0.5 * alpha * s, c.dtype) for c, s in zip(parts, signs)])
 
 
 def informed_margin(costs: tf.Tensor, y_true: tf.Tensor, alpha: float, sense: str = "min") -> tf.Tensor:
     """Informed margin of Rolinek et al. (2020): makes the true solution harder to pick during training.
 
     For a "min" solver: ``costs + alpha/2 * y_true - alpha/2 * (1 - y_true)``; signs flip for "max".
+    Structured costs (graph matching): ``y_true`` is the tuple of true solution parts, e.g. ``(x*, z*)``
+    with ``z* = itf.solvers.induced_edge_matching(x*, edges1, edges2)``, applied part by part.
 
     Example:
     >>> import identity_tf as itf
@@ -62,7 +68,18 @@ def informed_margin(costs: tf.Tensor, y_true: tf.Tensor, alpha: float, sense: st
     """
     alpha = _check_alpha(alpha)
     sign = 1.0 if check_sense(sense) == "min" else -1.0
-    costs = tf.convert_to_tensor(costs)
+    if _structured.is_structured(costs):
+        parts, rebuild = _structured.split(costs)
+        if not isinstance(y_true, (tuple, list)) or len(y_true) != len(parts):
+            raise ValueError(
+                f"`y_true` must be a tuple with one true solution part per floating-point part of `costs` "
+                f"({len(parts)}). Received: y_true of type {type(y_true).__name__}"
+            )
+        return rebuild([_informed(c, y, alpha, sign) for c, y in zip(parts, y_true)])
+    return _informed(tf.convert_to_tensor(costs), y_true, alpha, sign)
+
+
+def _informed(costs, y_true, alpha, sign):
     y_true = tf.cast(y_true, costs.dtype)
     if y_true.shape != costs.shape and y_true.shape.is_fully_defined() and costs.shape.is_fully_defined():
         raise ValueError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from identity_tf import noise
+from identity_tf import _structured, noise
 
 
 @keras.saving.register_keras_serializable(package="identity_tf")
@@ -23,7 +23,8 @@ class NoiseMarginLayer(keras.layers.Layer):
             ``(i, j)`` is mirrored to ``(j, i)`` and the diagonal gets none, so the costs stay symmetric.
 
     Call arguments:
-        costs: ``[B, ...]``.
+        costs: ``[B, ...]``, or structured costs (a tuple such as graph matching's
+            ``(unary, pairwise, edges1, edges2)``): noise on every floating-point part.
         training: Noise is added only when True.
 
     Example:
@@ -59,12 +60,26 @@ class NoiseMarginLayer(keras.layers.Layer):
     def call(self, costs, training=None):
         if not training:
             return costs
+        if isinstance(costs, (tuple, list)):  # structured costs: noise on the floating-point parts
+            return self._structured_call(tuple(costs))
         costs = tf.convert_to_tensor(costs)
         unit = noise.margin(tf.zeros_like(costs, dtype=tf.float32), alpha=1.0, seed=self.seed_generator)
         if self.symmetric:  # keep the strict upper triangle and mirror it: [..., n, n]
             upper = tf.linalg.band_part(unit, 0, -1) - tf.linalg.band_part(unit, 0, 0)
             unit = upper + tf.linalg.matrix_transpose(upper)
         return costs + tf.cast(self._alpha * unit, costs.dtype)
+
+    def _structured_call(self, costs):
+        if self.symmetric:
+            raise ValueError(
+                "NoiseMarginLayer(symmetric=True) is for one [B, ..., n, n] cost tensor; structured costs (a tuple) "
+                f"get independent noise per entry. Received: symmetric={self.symmetric}"
+            )
+        parts, rebuild = _structured.split(costs)
+        units = noise.margin(
+            tuple(tf.zeros_like(p, dtype=tf.float32) for p in parts), alpha=1.0, seed=self.seed_generator
+        )
+        return rebuild([p + tf.cast(self._alpha * u, p.dtype) for p, u in zip(parts, units)])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

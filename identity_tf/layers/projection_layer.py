@@ -21,7 +21,10 @@ class ProjectionLayer(keras.layers.Layer):
             solutions are not on a hyperplane.
         epsilon: Norm guard: ``||w||`` is replaced by ``max(||w||, epsilon)``.
 
-    Input shape: ``[B, ...]``. Output shape: the same.
+    Structured costs (a tuple such as graph matching's ``(unary, pairwise, edges1, edges2)``) are projected
+    jointly over their floating-point parts (see :mod:`identity_tf.projections`).
+
+    Input shape: ``[B, ...]`` (or a tuple of shapes). Output shape: the same.
 
     Example:
     >>> import numpy as np
@@ -40,6 +43,8 @@ class ProjectionLayer(keras.layers.Layer):
     def call(self, costs):
         if self.fn is None:
             return costs
+        if isinstance(costs, list):  # Keras may hand structured costs over as a list
+            costs = tuple(costs)
         if self.fn is projections.mean:
             return self.fn(costs)
         return self.fn(costs, epsilon=self.epsilon)

@@ -33,7 +33,9 @@ class SolverLayer(keras.layers.Layer):
         **kwargs: Base ``Layer`` arguments (name, dtype, ...).
 
     Call arguments:
-        costs: Cost tensor, batch first, as the solver expects.
+        costs: Cost tensor, batch first, as the solver expects; a tuple for structured solvers
+            (``GraphMatching``: ``(unary, pairwise, edges1, edges2[, num_nodes1, num_nodes2])``, returning
+            ``(x, z)``).
         training: Stochastic methods sample noise only when training (unless configured otherwise).
 
     Input shape: the solver's input shape. Output shape: the solver's output shape.
@@ -56,12 +58,20 @@ class SolverLayer(keras.layers.Layer):
         self.supports_jit = bool(solver.xla)
 
     def call(self, costs, training=None):
+        if isinstance(costs, (tuple, list)):  # structured costs (graph matching): cast the floating parts only
+            inner = tuple(
+                tf.cast(c, compute_dtype(c)) if c.dtype.is_floating else c for c in map(tf.convert_to_tensor, costs)
+            )
+            solution = self.gradient(self.solver, inner, seed=self.seed_generator, training=bool(training))
+            return tuple(tf.cast(part, self.compute_dtype) for part in solution)
         costs = tf.convert_to_tensor(costs)
         inner = tf.cast(costs, compute_dtype(costs))
         solution = self.gradient(self.solver, inner, seed=self.seed_generator, training=bool(training))
         return tf.cast(solution, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
+        if hasattr(self.solver, "compute_output_shape"):  # structured solvers (graph matching): tuples of shapes
+            return self.solver.compute_output_shape(input_shape)
         if isinstance(self.solver, solvers_base.HostSolver):
             shape = tf.TensorShape(input_shape)
             return tuple(tf.TensorShape([shape[0]]).concatenate(self.solver.output_shape(shape[1:])).as_list())
