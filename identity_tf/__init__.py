@@ -7,9 +7,20 @@ Implements Sahoo et al., "Backpropagation through Combinatorial Algorithms: Iden
 import os as _os
 import sys as _sys
 
-# The command line is quiet by default (TensorFlow reads this variable when it is first imported, which happens
-# below, before `identity_tf.cli.main` runs). Library users keep their own setting.
-if _sys.argv and _os.path.basename(_sys.argv[0]) in ("identity-tf", "cli.py"):
+
+def _is_cli() -> bool:
+    """True in the ``identity-tf`` command (console script or ``python -m identity_tf.cli``)."""
+    argv = list(getattr(_sys, "orig_argv", None) or _sys.argv)
+    script = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
+    return script in ("identity-tf", "cli.py") or any(
+        a == "-m" and b == "identity_tf.cli" for a, b in zip(argv, argv[1:])
+    )
+
+
+# The command line is quiet by default (TensorFlow reads this variable when it is first imported). Library users keep
+# their own setting.
+_CLI = _is_cli()
+if _CLI:
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _backend = _os.environ.get("KERAS_BACKEND", "tensorflow")
@@ -19,15 +30,35 @@ if _backend != "tensorflow":
         f"Received: KERAS_BACKEND={_backend!r}"
     )
 
-from identity_tf import gradients  # noqa: E402
-from identity_tf import layers  # noqa: E402
-from identity_tf import losses  # noqa: E402
-from identity_tf import metrics  # noqa: E402
-from identity_tf import noise  # noqa: E402
-from identity_tf import projections  # noqa: E402
-from identity_tf import solvers  # noqa: E402
-
 __version__ = "0.1.0"
+
+_SUBMODULES = ("gradients", "layers", "losses", "metrics", "noise", "projections", "solvers")
+
+if _CLI:
+    # `identity-tf --help` must not pay TensorFlow's import (seconds): the command imports what it needs, and the
+    # package's submodules load on first attribute access.
+    def __getattr__(name):
+        if name in _SUBMODULES:
+            import importlib
+
+            return importlib.import_module(f"identity_tf.{name}")
+        raise AttributeError(f"module 'identity_tf' has no attribute {name!r}")
+
+else:
+    from identity_tf import gradients  # noqa: E402
+    from identity_tf import layers  # noqa: E402
+    from identity_tf import losses  # noqa: E402
+    from identity_tf import metrics  # noqa: E402
+    from identity_tf import noise  # noqa: E402
+    from identity_tf import projections  # noqa: E402
+    from identity_tf import solvers  # noqa: E402
+
+    # The task models register their Keras classes when imported, so a run's `model.keras` loads after
+    # `import identity_tf` alone (the core modules above never import the tasks; this costs ~0.02 s).
+    from identity_tf.tasks import dvae as _dvae  # noqa: E402, F401
+    from identity_tf.tasks import globe_tsp as _globe_tsp  # noqa: E402, F401
+    from identity_tf.tasks import l2x as _l2x  # noqa: E402, F401
+    from identity_tf.tasks import warcraft as _warcraft  # noqa: E402, F401
 
 __all__ = [
     "__version__",

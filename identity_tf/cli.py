@@ -1,22 +1,91 @@
-"""The ``identity-tf`` command line.
+"""The ``identity-tf`` command line (``identity-tf --help``; each command has its own ``--help``).
 
-    identity-tf train CONFIG [--set section.key=value ...] [--out DIR] [--quick] [--strategy default|mirrored|multi_worker]
-    identity-tf reproduce globe_tsp|warcraft [--quick] [--seeds 0 1 2] [--out DIR] [--only NAME ...]
-    identity-tf data globe_tsp --k 5 | identity-tf data warcraft --size 12
-    identity-tf demo
-
-``--data-dir`` (any command) sets where datasets are built and cached (default: ``$IDENTITY_TF_DATA_DIR`` or the
-user cache directory).
+Exit codes: 0 done; 1 training diverged (NaN/inf, see identity_tf.run_health); 2 bad input (config, arguments,
+data, run directory, disk); 3 the run finished but collapsed (its metrics are those of a constant model).
+TensorFlow is imported only by the commands that need it, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import json
 import os
 import pathlib
+import re
 import sys
+import tempfile
+
+EXIT_DIVERGED, EXIT_USAGE, EXIT_COLLAPSED = 1, 2, 3
+
+DESCRIPTION = """\
+Train and reproduce the experiments of "Backpropagation through Combinatorial Algorithms: Identity with
+Projection Works" (Sahoo et al., ICLR 2023) with TensorFlow / Keras 3.
+
+commands:
+  train CONFIG      train one config (a YAML file under configs/<task>/) into a run directory
+  reproduce TASK    run a paper table's grid (configs/<TASK>/reproduce.yaml) and print it beside the paper
+  data DATASET      build a dataset into the data directory (also done on first use)
+  demo              train a small shortest-path model on generated data (no download)
+
+examples:
+  identity-tf train configs/globe_tsp/tsp5_identity_noise0.2.yaml --quick
+  identity-tf train configs/globe_tsp/tsp10_blackbox.yaml --set train.epochs=50 --out runs/bb10
+  identity-tf reproduce globe_tsp --seeds 0 1 2
+  identity-tf data globe_tsp --k 10
+  identity-tf demo --set epochs=5
+
+exit codes: 0 done, 1 training diverged, 2 bad input (config, argument, data, run directory, full disk),
+3 the run finished but collapsed (constant predictions or solver inputs; see metrics.json).
+The data directory is --data-dir, else $IDENTITY_TF_DATA_DIR, else ~/.cache/identity_tf.
+"""
+
+RUN_DIRECTORY_HELP = """\
+run directory (--out): config.yaml, history.csv, metrics.json, best.weights.h5, model.keras and plots.
+  Run the same command again after an interruption: training resumes at the first unfinished epoch.
+  A finished run of the same config is not trained again (its metrics are printed).
+  A directory holding a run of another config is refused, unless --overwrite (which deletes that run).
+  Two trainings on one directory at once are refused (run.lock).
+"""
+
+# TensorFlow's C++ libraries print these to stderr while loading, before absl logging reads TF_CPP_MIN_LOG_LEVEL
+_NATIVE_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] .*"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.)\s*$"
+)
+
+
+@contextlib.contextmanager
+def _quiet_native_logs():
+    """Captures file descriptor 2 while TensorFlow loads and passes on every line but its INFO/WARNING start-up noise."""
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
+    if "tensorflow" in sys.modules or not (level.isdigit() and int(level) >= 2):  # asked for the logs
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not _NATIVE_NOISE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def _load_tensorflow() -> None:
+    """Imports TensorFlow and initialises its devices with the start-up log lines filtered out."""
+    with _quiet_native_logs():
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()
 
 
 def _configs_root(explicit: str | None) -> pathlib.Path:
@@ -28,15 +97,46 @@ def _configs_root(explicit: str | None) -> pathlib.Path:
     raise FileNotFoundError("No configs/ directory found here or next to the package; pass --configs DIR.")
 
 
+def _grids() -> list[str]:
+    """Tasks with a ``configs/<task>/reproduce.yaml`` (for the help text)."""
+    try:
+        root = _configs_root(None)
+    except FileNotFoundError:
+        return []
+    return sorted(p.parent.name for p in root.glob("*/reproduce.yaml"))
+
+
+def _status_line(metrics: dict) -> str | None:
+    if metrics.get("status") != "collapsed":
+        return None
+    collapse = metrics.get("collapse", {})
+    return (
+        f"identity-tf: COLLAPSED: from epoch {collapse.get('epoch')} to the end ({collapse.get('check')}); the "
+        'test metrics are those of a collapsed model (metrics.json: "status": "collapsed").'
+    )
+
+
 def _train(args) -> int:
+    _load_tensorflow()
     from identity_tf import train
 
     config = train.load_config(args.config, train.parse_overrides(args.set), quick=args.quick)
     out = args.out or os.path.join("runs", pathlib.Path(args.config).stem + ("_quick" if args.quick else ""))
-    print(f"identity-tf: training {config.task} -> {out}")
-    metrics = train.train(config, out, strategy=args.strategy, verbose=2 if args.quiet else "auto")
+    print(f"identity-tf: training {config.task} -> {out}", flush=True)
+    metrics = train.train(
+        config, out, strategy=args.strategy, verbose=2 if args.quiet else "auto", overwrite=args.overwrite
+    )
+    if metrics.get("reused"):
+        print(
+            f"identity-tf: {out} already holds the finished run of this config; nothing was trained "
+            "(--overwrite trains it again)."
+        )
     print(json.dumps(metrics["test"], indent=2))
     print(_summary(config.task, metrics["test"]) + f"  (run directory: {out})")
+    status = _status_line(metrics)
+    if status:
+        print(status, file=sys.stderr)
+        return EXIT_COLLAPSED
     return 0
 
 
@@ -67,6 +167,8 @@ def _report(args, root: pathlib.Path) -> int:
     if args.report:
         table = report.table(args.task, root, results)
         print(table)
+        for path in report.draw_figures(report.load_grid(args.task, root), results, "docs/figures", f"{args.task}_"):
+            print(f"figure: {path}")
         if args.write_readme:
             report.write_readme_block("README.md", args.task, table)
             print(f"README.md: the {args.task} block was rewritten")
@@ -74,12 +176,14 @@ def _report(args, root: pathlib.Path) -> int:
 
 
 def _reproduce(args) -> int:
-    from identity_tf import reproduce, train
-
     root = _configs_root(args.configs)
     if args.report or args.export:
         return _report(args, root)
+    _load_tensorflow()
+    from identity_tf import reproduce, train
+
     out = pathlib.Path(args.out or os.path.join("runs", f"reproduce_{args.task}" + ("_quick" if args.quick else "")))
+    overrides = train.parse_overrides(args.set)
     table = reproduce.run(
         args.task,
         root,
@@ -89,24 +193,47 @@ def _reproduce(args) -> int:
         only=args.only,
         strategy=args.strategy,
         verbose=2 if args.quiet else 0,
-        overrides=train.parse_overrides(args.set),
+        overrides=overrides,
     )
     print(table)
     return 0
 
 
+DATASET_OPTIONS = {"globe_tsp": {"k"}, "warcraft": {"size", "num_val"}}
+
+
 def _data(args) -> int:
+    from identity_tf.validation import ConfigError
+
+    wrong = sorted(
+        f"--{name.replace('_', '-')}"
+        for name in ("k", "size", "num_val")
+        if getattr(args, name) is not None and name not in DATASET_OPTIONS[args.dataset]
+    )
+    if wrong:
+        raise ConfigError(
+            f"{', '.join(wrong)} does not apply to the {args.dataset} dataset (globe_tsp takes --k, warcraft takes "
+            f"--size and --num-val). Received: {' '.join(wrong)}"
+        )
+    for name in ("k", "size", "num_train", "num_val", "num_test"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1. Received: {value}")
+    _load_tensorflow()
     if args.dataset == "globe_tsp":
         from identity_tf.datasets import globe_tsp
 
         path = globe_tsp.build(
-            args.k, num_train=args.num_train or 10000, num_test=args.num_test or 1000, seed=args.seed
+            args.k if args.k is not None else 5,
+            num_train=args.num_train or 10000,
+            num_test=args.num_test or 1000,
+            seed=args.seed,
         )
     else:
         from identity_tf.datasets import warcraft
 
         path = warcraft.build(
-            args.size,
+            args.size if args.size is not None else 12,
             num_train=args.num_train or 10000,
             num_val=args.num_val or 1000,
             num_test=args.num_test or 1000,
@@ -117,49 +244,88 @@ def _data(args) -> int:
 
 
 def _demo(args) -> int:
+    _load_tensorflow()
     from identity_tf import demo
 
-    fields = {f.name for f in dataclasses.fields(demo.DemoConfig)}
-    overrides = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set expects key=value with key in {sorted(fields)}. Received: {item!r}")
-        overrides[key] = type(getattr(demo.DemoConfig(), key))(value)
-    config = demo.DemoConfig(**overrides)
+    config = demo.config_from_overrides(args.set or [])
     print(f"identity_tf demo: learning shortest-path costs with model.fit ({config})")
     result = demo.run(config, verbose=2 if args.quiet else "auto")
     print(json.dumps(result, indent=2))
     return 0
 
 
+def _demo_keys() -> str:
+    """``grid=12, features=8, ...``: the demo's settings with their defaults (no TensorFlow import)."""
+    import ast
+
+    source = (pathlib.Path(__file__).parent / "demo.py").read_text()
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "DemoConfig":
+            items = [
+                f"{stmt.target.id}={ast.literal_eval(stmt.value)!r}"
+                for stmt in node.body
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None
+            ]
+            return ", ".join(items)
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="identity-tf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="identity-tf", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-dir", help="dataset directory (default: $IDENTITY_TF_DATA_DIR or the user cache)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--data-dir", help="dataset directory (default: $IDENTITY_TF_DATA_DIR or ~/.cache/identity_tf)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,reproduce,data,demo}")
 
-    p = sub.add_parser("train", help="train one config")
+    p = sub.add_parser(
+        "train",
+        help="train one config into a run directory",
+        description="Train one config and write its run directory (resumable).",
+        epilog=RUN_DIRECTORY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config", help="YAML config, e.g. configs/globe_tsp/tsp5_identity_noise0.2.yaml")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
-    p.add_argument("--out", help="run directory (default: runs/<config name>); rerun to resume")
-    p.add_argument("--quick", action="store_true", help="the config's reduced size: minutes on 2 CPU cores")
-    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker"])
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable), e.g. --set train.epochs=5; sections: data, model, method, train",
+    )
+    p.add_argument("--out", help="run directory (default: runs/<config name>[_quick])")
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the run in --out first (also one of another config)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="the config's reduced size (its quick: block): minutes on a CPU"
+    )
+    p.add_argument(
+        "--strategy",
+        default="default",
+        choices=["default", "mirrored", "multi_worker"],
+        help="default: one device; mirrored: all GPUs (or logical CPU devices) of this machine; multi_worker: one "
+        "process per worker, each started with its TF_CONFIG",
+    )
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("reproduce", help="run a paper table's grid and print it beside the paper's numbers")
-    p.add_argument("task", help="a folder of configs/ with a reproduce.yaml: globe_tsp, warcraft, dvae, l2x")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the grid's)")
-    p.add_argument("--only", nargs="+", help="run only the rows with these names")
+    grids = _grids()
+    p = sub.add_parser(
+        "reproduce",
+        help="run a paper table's grid and print it beside the paper's numbers",
+        description="Run the rows of configs/<TASK>/reproduce.yaml over seeds; finished runs are reused, so an "
+        "interrupted grid resumes. Writes <out>/table.md, table.json and curves.png.",
+    )
+    p.add_argument("task", help=f"a task with a grid: {', '.join(grids) or 'see configs/*/reproduce.yaml'}")
+    p.add_argument("--quick", action="store_true", help="every row at its config's reduced (quick:) size")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (restarts) to run (default: the grid's)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only the rows with these names")
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a value of every row (e.g. a size)"
     )
-    p.add_argument("--out")
-    p.add_argument("--configs", help="configs directory (default: ./configs)")
-    p.add_argument("--strategy", default="default", choices=["default", "mirrored"])
+    p.add_argument("--out", help="output directory (default: runs/reproduce_<task>[_quick])")
+    p.add_argument("--configs", help="configs directory (default: ./configs, else the one next to the package)")
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored"], help="as for train")
     p.add_argument("--quiet", action="store_true", help="one line per epoch")
     p.add_argument(
         "--report",
@@ -173,21 +339,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_reproduce)
 
-    p = sub.add_parser("data", help="build a dataset into the data directory")
-    p.add_argument("dataset", choices=["globe_tsp", "warcraft"])
-    p.add_argument("--k", type=int, default=5)
-    p.add_argument("--size", type=int, default=12)
-    p.add_argument("--num-train", type=int)
-    p.add_argument("--num-val", type=int)
-    p.add_argument("--num-test", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser(
+        "data",
+        help="build a dataset into the data directory",
+        description="Build an offline dataset in the published format (downloads are verified by checksum).",
+    )
+    p.add_argument("dataset", choices=["globe_tsp", "warcraft"], help="globe_tsp (flags + capitals) or warcraft")
+    p.add_argument("--k", type=int, help="globe_tsp only: countries per example (default 5; the paper: 5, 10, 20)")
+    p.add_argument("--size", type=int, help="warcraft only: map grid size k (default 12; the published: 12-30)")
+    p.add_argument("--num-train", type=int, help="training examples (default 10000)")
+    p.add_argument("--num-val", type=int, help="warcraft only: validation maps (default 1000)")
+    p.add_argument("--num-test", type=int, help="test examples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
     p.set_defaults(func=_data)
 
-    p = sub.add_parser("demo", help="train the small shortest-path demo")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--quiet", action="store_true")
+    p = sub.add_parser(
+        "demo",
+        help="train the small shortest-path demo (generated data, no download)",
+        description="Learn shortest-path costs from features with model.fit (Identity + P_norm + margin noise, or "
+        "Blackbox) on generated grids and print the test metrics before and after training. Settings (--set "
+        f"KEY=VALUE): {_demo_keys()}.",
+    )
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change a demo setting, e.g. --set epochs=5")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch")
     p.set_defaults(func=_demo)
     return parser
+
+
+def _error(message) -> None:
+    print(f"identity-tf: error: {message}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -195,17 +375,26 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_dir:
         os.environ["IDENTITY_TF_DATA_DIR"] = args.data_dir
-    from identity_tf.datasets.cache import DataError
-    from identity_tf.train import ConfigError, TrainingDiverged
-
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError) as error:
-        print(f"identity-tf: error: {error}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as error:
-        print(f"identity-tf: {error}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        _error("interrupted (run the same command again to resume)")
+        return 130
+    except Exception as error:  # mapped to exit codes below; IDENTITY_TF_TRACEBACK=1 shows the traceback
+        if os.environ.get("IDENTITY_TF_TRACEBACK"):
+            raise
+        from identity_tf.run_dir import RunDirError
+
+        if type(error).__name__ == "TrainingDiverged":
+            print(f"identity-tf: {error}", file=sys.stderr)
+            return EXIT_DIVERGED
+        if isinstance(error, (ValueError, RunDirError)):  # ConfigError, DataError, the run directory
+            _error(error)
+            return EXIT_USAGE
+        if isinstance(error, OSError):  # a file or directory that cannot be read or written
+            _error(f"{type(error).__name__}: {error} (IDENTITY_TF_TRACEBACK=1 shows where)")
+            return EXIT_USAGE
+        raise
 
 
 if __name__ == "__main__":

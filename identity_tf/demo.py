@@ -1,6 +1,6 @@
 """A small end-to-end demo: learn shortest-path costs from features with ``model.fit``.
 
-Until the paper's tasks land, this is the project's main job. Each example is an ``H x W`` grid of feature
+It needs no download (``identity-tf demo``). Each example is an ``H x W`` grid of feature
 vectors; the hidden true vertex costs are a fixed non-linear function of the features; the label is the
 shortest path (8-neighbourhood, top-left to bottom-right) under the true costs. A 1x1-conv network predicts costs,
 ``SolverLayer(ShortestPath)`` turns them into a path, and the Hamming loss to the true path trains the network
@@ -15,11 +15,23 @@ import time
 import keras
 import numpy as np
 
-from identity_tf import gradients, layers, losses, solvers
+from identity_tf import gradients, layers, losses, solvers, validation
 
 
 @dataclasses.dataclass
 class DemoConfig:
+    """Settings of the demo (``identity-tf demo --set KEY=VALUE``).
+
+    Attributes:
+        grid: Side of the square grid of vertices.
+        features: Features per vertex.
+        train_size, test_size: Generated examples.
+        epochs, batch_size, learning_rate: ``model.fit`` with Adam.
+        gradient: "identity" (Identity + P_norm + margin noise) or "blackbox" (BB, lambda 20).
+        alpha: Margin noise of the Identity model.
+        seed: Seed of the data, the weights and the noise.
+    """
+
     grid: int = 12
     features: int = 8
     train_size: int = 1000
@@ -30,6 +42,44 @@ class DemoConfig:
     gradient: str = "identity"  # or "blackbox"
     alpha: float = 0.2  # margin noise
     seed: int = 0
+
+    def __post_init__(self):
+        if self.gradient not in ("identity", "blackbox"):
+            raise validation.ConfigError(
+                f"`gradient` must be 'identity' or 'blackbox'. Received: gradient={self.gradient!r}"
+            )
+
+
+def config_from_overrides(items: list[str]) -> DemoConfig:
+    """``["epochs=5", "gradient=blackbox"]`` -> a checked :class:`DemoConfig` (``identity-tf demo --set``).
+
+    Values are read as YAML scalars and checked by type and range
+    (:func:`identity_tf.validation.check_section`); a bad key or value is a ``ConfigError``.
+
+    Example:
+
+    >>> config_from_overrides(["epochs=5", "learning_rate=1e-2"]).epochs
+    5
+    >>> config_from_overrides(["epochs=abc"])
+    Traceback (most recent call last):
+    ...
+    identity_tf.validation.ConfigError: `demo.epochs` must be an integer >= 1. Received: epochs='abc' (str)
+    """
+    import yaml
+
+    fields = sorted(f.name for f in dataclasses.fields(DemoConfig))
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key.strip() not in fields:
+            raise validation.ConfigError(f"`demo --set` expects KEY=VALUE with KEY in {fields}. Received: {item!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise validation.ConfigError(
+                f"`demo --set {item}`: not a YAML scalar ({error}). Received: {text!r}"
+            ) from None
+    return DemoConfig(**validation.check_section("demo", DemoConfig, values))
 
 
 def make_data(config: DemoConfig, size: int, rng: np.random.Generator, weights):
