@@ -2,11 +2,14 @@
 
 A run is described by a YAML file (one per paper-table row, under ``configs/<task>/``) with the sections
 ``task``, ``data``, ``model``, ``method``, ``train`` and an optional ``quick`` block of dotted overrides used by
-``--quick``. Every section is validated against a dataclass: an unknown key is an error that lists the valid ones.
+``--quick``. Every section is validated against a dataclass: an unknown key is an error that lists the valid ones,
+and every value is checked by type and range when the config loads (:mod:`identity_tf.validation`).
 
-The run directory holds ``config.yaml`` (resolved), ``history.csv``, ``metrics.json`` (test metrics of the
-best-validation checkpoint), ``best.weights.h5``, ``model.keras`` and PNG plots. An interrupted run resumes where it
-stopped when started again with the same ``--out`` (Keras ``BackupAndRestore``, state under ``backup/``).
+The run directory holds ``config.yaml`` (resolved), ``history.csv``, ``metrics.json`` (status and test metrics of the
+best-validation checkpoint; written last), ``best.weights.h5``, ``model.keras`` and PNG plots, each written
+atomically. An interrupted run resumes where it stopped when started again with the same ``--out``
+(:mod:`identity_tf.backup`, state under ``backup/``); the rules for reusing a directory and its lock are
+:mod:`identity_tf.run_dir`'s; every epoch is checked for divergence and collapse by :mod:`identity_tf.run_health`.
 """
 
 from __future__ import annotations
