@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import tensorflow as tf
@@ -23,7 +24,8 @@ class ShortestPath(Solver):
 
     The path starts at cell ``(0, 0)``, ends at cell ``(H - 1, W - 1)`` and moves between 4- or 8-neighbours; its
     cost is the sum of the costs of the cells it visits, both end points included. The output is the path's 0/1
-    indicator. Costs must be non-negative.
+    indicator. Costs must be non-negative. Finite costs up to the float maximum are solved exactly: a map whose
+    path sums could overflow is first divided by a power of two (``_rescale``), which keeps its optimal path.
 
     The solver is pure TensorFlow and compiles with XLA: all maps of the batch are solved at once by min-plus
     (Bellman-Ford) relaxation, ``dist = min(dist, min_{neighbours} dist_nb + costs)`` on all cells at once, until
@@ -103,10 +105,27 @@ class ShortestPath(Solver):
     def _solve(self, costs):
         dtype = costs.dtype
         work_dtype = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
-        w = tf.cast(costs, work_dtype) + 0.0  # + 0.0 maps -0.0 to +0.0; [B, H, W]
+        w = self._rescale(tf.cast(costs, work_dtype) + 0.0)  # + 0.0 maps -0.0 to +0.0; [B, H, W]
         dist, step = self._relax(w)
         pred = self._predecessors(w, dist, step)
         return tf.cast(self._walk_back(pred, tf.shape(w)), dtype)
+
+    def _rescale(self, w):
+        """Divides maps whose path sums could overflow by a power of two >= 4 H W (exact: only the exponent moves).
+
+        A path visits at most ``H W`` cells, so a map whose largest cost is below ``max_float / (4 H W)`` keeps
+        every distance finite and is left untouched (bit for bit). A larger map (finite costs near the float
+        maximum) would reach ``inf`` in the relaxation and lose the optimal path; dividing it by a power of two
+        keeps the argmin and every comparison between sums of its costs, apart from costs that the division
+        pushes below the smallest normal float (about ``1e-38 * 4 H W`` in float32), which round.
+        """
+        shape = tf.shape(w)
+        cells = tf.cast(shape[1], tf.int64) * tf.cast(shape[2], tf.int64)
+        largest = tf.reduce_max(w, axis=[1, 2], keepdims=True)  # [B, 1, 1]
+        limit = tf.constant(w.dtype.max, w.dtype) / tf.cast(4 * cells, w.dtype)
+        bits = tf.cast(tf.math.ceil(tf.math.log(tf.cast(4 * cells, tf.float64)) / math.log(2.0)), tf.int64)
+        divisor = tf.cast(tf.bitwise.left_shift(tf.constant(1, tf.int64), bits), w.dtype)  # 2**bits >= 4 H W
+        return tf.where(largest > limit, w / divisor, w)
 
     def _neighbour_values(self, x, fill):
         """``[K, B, H, W]``: for each of the K moves, ``x`` at the neighbour cell (``fill`` outside the grid)."""

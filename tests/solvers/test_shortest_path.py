@@ -127,6 +127,30 @@ def test_float16_and_float64_same_path():
     np.testing.assert_array_equal(double.numpy().astype(np.float32), ref)
 
 
+@pytest.mark.parametrize("neighbourhood", [4, 8])
+@pytest.mark.parametrize("mode", ["eager", "xla"])
+def test_costs_near_the_float32_maximum_are_solved_exactly(neighbourhood, mode):
+    rng = np.random.default_rng(7)
+    huge = (rng.uniform(0.1, 1.0, (6, 12, 12)) * np.finfo(np.float32).max).astype(np.float32)
+    normal = rng.uniform(0.0, 10.0, (2, 12, 12)).astype(np.float32)
+    costs = np.concatenate([huge, normal])  # a batch mixing both
+    solver = ShortestPath(neighbourhood=neighbourhood)
+    solve = solver if mode == "eager" else tf.function(solver, jit_compile=True)
+    paths = solve(tf.constant(costs)).numpy()
+    for path, w in zip(paths, costs.astype(np.float64)):  # the oracle sums in float64: no overflow
+        check_path(path, w, neighbourhood, dijkstra_cost(w, neighbourhood))
+    # the maps with ordinary costs are solved bit for bit as on their own
+    np.testing.assert_array_equal(paths[6:], solve(tf.constant(normal)).numpy())
+
+
+def test_float64_costs_near_the_float64_maximum():
+    rng = np.random.default_rng(8)
+    costs = rng.uniform(0.1, 0.99, (3, 9, 9)) * np.finfo(np.float64).max
+    paths = ShortestPath()(tf.constant(costs)).numpy()
+    for path, w in zip(paths, costs * 2.0**-1000):  # the oracle on exactly scaled costs (sums stay finite)
+        check_path(path, w, 8, dijkstra_cost(w, 8))
+
+
 def test_negative_zero_is_canonicalised():
     costs = -np.zeros([1, 3, 3], np.float32)
     np.testing.assert_array_equal(
