@@ -224,3 +224,40 @@ class AveragePrecisionLoss(_RankLoss):
         counts = tf.reduce_sum(relevance, axis=-1)
         average_precision = tf.math.divide_no_nan(tf.reduce_sum(precision, axis=-1), counts)
         return retrieval.per_query_mean(1.0 - average_precision, counts)
+
+
+# ----------------------------------------------------------------------------------------- graph matching
+@keras.saving.register_keras_serializable(package="identity_tf")
+class EdgeMatchingLoss(keras.losses.Loss):
+    """Opt-in loss on graph matching's edge matching ``z``: ``weight / 2 * ||z - z*||^2`` per example.
+
+    ``z*`` is the edge matching of the true node matching ``x*``,
+    ``z* = itf.solvers.induced_edge_matching(x*, edges1, edges2)`` (``z*[e, f] = x*[i, j] x*[k, l]``).
+    The gradient is ``weight * (z - z*)`` (difference form), so with Identity the pairwise costs get
+    ``-weight * (z - z*)``: the direction of Blackbox's ``(z(costs') - z(costs)) / lam`` whenever BB's
+    perturbed solve returns ``x*``. With a loss on ``x`` only (the paper's Hamming loss), Identity gives the
+    pairwise costs no gradient at all; add this loss to train them. For 0/1 ``z``, ``z*`` the value is
+    ``weight / 2`` times the Hamming distance.
+
+    Args:
+        weight: Weight of the edge term (> 0).
+
+    Example:
+    >>> import identity_tf as itf
+    >>> float(itf.losses.EdgeMatchingLoss(weight=2.0)([[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 1.0], [0.0, 1.0]]]))
+    2.0
+    """
+
+    def __init__(self, weight: float = 1.0, name="edge_matching", reduction="sum_over_batch_size", **kwargs):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ValueError(f"Argument `weight` must be a positive number. Received: weight={weight!r}")
+        self.weight = float(weight)
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.convert_to_tensor(y_pred)
+        y_true = tf.cast(y_true, y_pred.dtype)
+        return 0.5 * self.weight * tf.reduce_sum(tf.square(y_pred - y_true), axis=list(range(1, y_pred.shape.rank)))
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
