@@ -129,7 +129,7 @@ def test_auto_resolves_on_k():
     assert solver.xla and solver.resolve_method(last_dp) == "dp" and solver.resolve_method(last_dp + 1) == "cp_sat"
     d = euclidean(np.random.default_rng(5), 2, last_dp + 1)
     lengths = tour_lengths(d, solver(d).numpy())
-    np.testing.assert_allclose(lengths, tour_lengths(d, TSP(method="dp")(d).numpy()), rtol=1e-5)
+    np.testing.assert_allclose(lengths, tour_lengths(d, TSP(method="milp")(d).numpy()), rtol=1e-5)
 
 
 def test_xla_property_is_truthful_with_num_cities():
