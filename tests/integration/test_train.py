@@ -153,6 +153,26 @@ def test_mirrored_strategy_fit(tmp_path, data_dir):
     assert np.isfinite(metrics["test"]["loss"])
 
 
+def test_huge_learning_rate_diverges_under_xla(tmp_path, data_dir, capsys):
+    """lr 1e30 (the reported case): under XLA the NaN weights reach the solver as finite constant costs (a ReLU maps
+    NaN to 0) and the loss stays finite; the epoch-end check outside the compiled step stops the run."""
+    sizes = {"data.data_dir": data_dir, "data.num_train": 200, "data.num_test": 40, "train.batch_size": 20}
+    sizes["train.jit_compile"] = True  # XLA, as "auto" chose for this model when the divergence was reported
+    config = train.load_config(GLOBE, {**sizes, "train.learning_rate": 1e30})
+    spec = train.TASKS["globe_tsp"]
+    splits, _ = spec.datasets(config)
+    model = train.build_and_compile(config, spec, tf.distribute.get_strategy(), sample=next(iter(splits["train"]))[0])
+    assert model.jit_compile is True  # the run below is XLA-compiled
+    run = tmp_path / "run"
+    argv = ["train", str(GLOBE), "--out", str(run), "--quiet", "--set", "train.learning_rate=1e30"]
+    argv += [item for key, value in sizes.items() for item in ("--set", f"{key}={value}")]
+    assert cli.main(argv + ["--set", "train.epochs=3"]) == 1
+    err = capsys.readouterr().err
+    assert "Training diverged in epoch 1: " in err and "weights are NaN or inf" in err, err
+    assert "Try a smaller train.learning_rate (received 1e+30 with optimizer adam)" in err
+    assert not (run / "metrics.json").exists() and not list(run.glob("backup/epoch-*.json"))  # nothing of it kept
+
+
 def test_cli_errors_exit_2(capsys):
     assert cli.main(["train", str(GLOBE), "--set", "train.epoch=3"]) == 2
     assert "Valid keys" in capsys.readouterr().err
