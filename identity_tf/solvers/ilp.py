@@ -9,6 +9,9 @@ import scipy.optimize
 
 from identity_tf.solvers.base import HostSolver, register
 
+#: HiGHS' default ``infinite_cost``: costs at or beyond it count as infinite.
+HIGHS_INFINITY = 1e20
+
 
 def _as_array(name: str, value, ndim: int) -> np.ndarray | None:
     if value is None:
@@ -27,7 +30,8 @@ class IntegerLinearProgram(HostSolver):
 
     The constraints are fixed (part of the layer); the costs come from the network. Each instance is solved to
     proven optimality by HiGHS (``scipy.optimize.milp`` with ``mip_rel_gap=0``; HiGHS' default gap of 1e-4 is
-    not exact). Infeasible or unbounded programs raise a ``ValueError`` (HiGHS reports the two together).
+    not exact). Infeasible or unbounded programs raise a ``ValueError`` (HiGHS reports the two together), and so
+    do costs of magnitude ``>= 1e20``, which HiGHS treats as infinite (scale them down: the solution is unchanged).
 
     Args:
         A_ub, b_ub: Inequality constraints ``A_ub @ x <= b_ub`` (shapes ``[p, n]``, ``[p]``) or None.
@@ -98,6 +102,15 @@ class IntegerLinearProgram(HostSolver):
                 f"Received: costs.shape={shape}"
             )
 
+    def check_instance(self, costs: np.ndarray) -> None:
+        largest = float(np.max(np.abs(costs), initial=0.0))
+        if largest >= HIGHS_INFINITY:
+            raise ValueError(
+                f"IntegerLinearProgram {self.name!r}: HiGHS treats costs with |c| >= {HIGHS_INFINITY:g} as infinite, so "
+                "it cannot solve this program. Scale the costs down (a positive factor leaves the solution "
+                f"unchanged), e.g. divide them by their largest magnitude. Received: max(|costs|)={largest:g}"
+            )
+
     def solve_one(self, costs: np.ndarray) -> np.ndarray:
         n = costs.shape[0]
         constraints = []
@@ -121,7 +134,15 @@ class IntegerLinearProgram(HostSolver):
         if result.status == 3:
             raise ValueError(f"IntegerLinearProgram {self.name!r}: the program is unbounded. ({result.message})")
         if result.status != 0:
-            raise ValueError(f"IntegerLinearProgram {self.name!r}: HiGHS found no proven optimum: {result.message}")
+            hint = ""
+            if result.status == 4:  # HiGHS' "unknown" model status
+                hint = (
+                    f" Costs, constraint coefficients or bounds near HiGHS' infinity ({HIGHS_INFINITY:g}) or badly "
+                    "scaled ones cause this; scale them to moderate magnitudes."
+                )
+            raise ValueError(
+                f"IntegerLinearProgram {self.name!r}: HiGHS found no proven optimum: {result.message}.{hint}"
+            )
         return np.round(result.x)
 
     def get_config(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """TopK, Argmax, Ranking, LinearAssignment, IntegerLinearProgram, from_numpy against independent oracles."""
 
 import itertools
+import re
 import signal
 import subprocess
 import sys
@@ -139,6 +140,30 @@ def test_integer_linear_program_infeasible_and_unbounded():
     unbounded = itf.solvers.IntegerLinearProgram(bounds=(0, None))
     with pytest.raises(ValueError, match="unbounded"):
         unbounded([[-1.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "costs, highs_fails", [([1e30, 2e30, 3e30], True), ([-1e30, 1.0, 2.0], False), ([1e20, 0.0, 0.0], False)]
+)
+def test_integer_linear_program_rejects_costs_highs_calls_infinite(costs, highs_fails):
+    solver = itf.solvers.IntegerLinearProgram(A_eq=[[1, 1, 1]], b_eq=[2], name="pick_two")
+    largest = max(abs(c) for c in costs)
+    message = f"'pick_two': HiGHS treats costs with \\|c\\| >= 1e\\+20 as infinite.*max\\(\\|costs\\|\\)={re.escape(f'{largest:g}')}"
+    with pytest.raises(ValueError, match=message):
+        solver([costs])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        tf.function(solver)(tf.constant([costs], tf.float64))
+    unchecked = itf.solvers.IntegerLinearProgram(A_eq=[[1, 1, 1]], b_eq=[2], validate_args=False)
+    if highs_fails:  # unchecked, HiGHS answers "unknown" here (for -1e30 it reports an objective of -inf)
+        with pytest.raises(ValueError, match="no proven optimum.*near HiGHS' infinity"):
+            unchecked([costs])
+
+
+def test_integer_linear_program_large_finite_costs_below_highs_infinity():
+    solver = itf.solvers.IntegerLinearProgram(A_eq=[[1, 1, 1]], b_eq=[2])
+    costs = np.array([[1e19, 3e19, 2e19], [2e15, 1e15, 3e15]])
+    expected = [min(k_hot_vectors(3, 2), key=lambda y: float(np.dot(c, y))) for c in costs]  # brute force
+    np.testing.assert_array_equal(solver(costs).numpy(), expected)
 
 
 def test_integer_linear_program_bad_arguments():
