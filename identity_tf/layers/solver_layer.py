@@ -57,6 +57,17 @@ class SolverLayer(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed) if self.gradient.stochastic else None
         self.supports_jit = bool(solver.xla)
 
+    def build(self, input_shape):
+        # Shape errors (e.g. TopK(k=30) on 20 inputs) surface when the model is built, not in the first fit step.
+        if isinstance(input_shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in input_shape):
+            try:
+                self.solver.check_shape(tf.TensorShape(input_shape))
+            except ValueError as error:
+                raise ValueError(
+                    f"SolverLayer {self.name!r} cannot solve inputs of shape {tuple(input_shape)}: {error}"
+                ) from error
+        super().build(input_shape)
+
     def call(self, costs, training=None):
         if isinstance(costs, (tuple, list)):  # structured costs (graph matching): cast the floating parts only
             inner = tuple(
