@@ -81,11 +81,12 @@ def _quiet_native_logs():
 
 
 def _load_tensorflow() -> None:
-    """Imports TensorFlow and initialises its devices with the start-up log lines filtered out."""
-    with _quiet_native_logs():
-        import tensorflow as tf
+    """Imports TensorFlow with its start-up log lines filtered out.
 
-        tf.config.list_logical_devices()
+    Devices are not initialised here: ``MultiWorkerMirroredStrategy`` must be created before they are.
+    """
+    with _quiet_native_logs():
+        import tensorflow  # noqa: F401
 
 
 def _configs_root(explicit: str | None) -> pathlib.Path:
