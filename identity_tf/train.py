@@ -508,7 +508,7 @@ def _first_batches(splits: dict, config: RunConfig) -> dict:
 def _hint(config: RunConfig, run_dir: pathlib.Path) -> str:
     return (
         f"Try a smaller train.learning_rate (received {config.train.learning_rate:g} with optimizer "
-        f"{config.train.optimizer}). Finished epochs are in {run_dir / 'history.csv'}."
+        f"{config.train.optimizer}). Finished epochs, if any, are in {run_dir / 'history.csv'}."
     )
 
 
