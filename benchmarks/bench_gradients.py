@@ -5,15 +5,14 @@ and of a forward + backward step (``tf.GradientTape``) in a ``tf.function`` (XLA
 then reports the backward's share: Identity should add almost nothing, BB one more solve, I-MLE / perturbed
 ``num_samples`` solves. Prints a table and writes JSON.
 
-    python benchmarks/bench_gradients.py --repeats 50 --out benchmarks/results/gradients.json
+    python benchmarks/bench_gradients.py --repeats 30          # -> benchmarks/results/local/ (git-ignored)
+    python benchmarks/bench_gradients.py --repeats 30 --save   # -> benchmarks/results/gradients.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -21,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import _results  # noqa: E402
 import identity_tf as itf  # noqa: E402
 
 
@@ -58,11 +58,19 @@ def cases(rng):
     }
 
 
-def main():
+NAME = "gradients"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--out", default="benchmarks/results/gradients.json")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
+
+
+def main():
+    args = parse_args()
+    out = _results.output_path(args, NAME)
     rng = np.random.default_rng(0)
     methods = {
         "identity": itf.gradients.Identity(),
@@ -96,10 +104,7 @@ def main():
             f"{r['case']:28s} {r['method']:16s} {r['forward_ms']:10.3f} {r['step_ms']:10.3f} "
             f"{r['step_over_forward']:7.2f}"
         )
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cpu_count": os.cpu_count(), "repeats": args.repeats, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    _results.write(out, {"repeats": args.repeats, "results": rows})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Times the median per-batch wall time for 70 random maps of 30x30 and 12x12 (8-neighbourhood), verifies that the
 XLA solver's path costs equal scipy's, prints a table and writes the results as JSON.
 
-    python benchmarks/bench_shortest_path.py --repeats 30 --out benchmarks/results/shortest_path.json
+    python benchmarks/bench_shortest_path.py --repeats 50          # -> benchmarks/results/local/ (git-ignored)
+    python benchmarks/bench_shortest_path.py --repeats 50 --save   # -> benchmarks/results/shortest_path.json
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import json
 import os
-import pathlib
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -23,6 +22,7 @@ import scipy.sparse  # noqa: E402
 import scipy.sparse.csgraph  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import _results  # noqa: E402
 from identity_tf.solvers.shortest_path import ShortestPath  # noqa: E402
 
 MOVES = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
@@ -95,12 +95,20 @@ def median_ms(fn, repeats):
     return 1e3 * float(np.median(times))
 
 
-def main():
+NAME = "shortest_path"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch", type=int, default=70)
-    parser.add_argument("--out", default="benchmarks/results/shortest_path.json")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
+
+
+def main():
+    args = parse_args()
+    out = _results.output_path(args, NAME)
 
     solver = ShortestPath(neighbourhood=8)
     xla_fn = tf.function(solver, jit_compile=True)
@@ -133,10 +141,7 @@ def main():
             results.append(
                 {"size": size, "batch": args.batch, "method": method, "ms_per_batch": ms, "time_vs_xla": speed}
             )
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cpu_count": os.cpu_count(), "repeats": args.repeats, "results": results}, indent=2))
-    print(f"\nwrote {out}")
+    _results.write(out, {"repeats": args.repeats, "results": results})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/bench_tsp.py --repeats 5 --out benchmarks/results/tsp.json
+    python benchmarks/bench_tsp.py --repeats 5          # -> benchmarks/results/local/ (git-ignored)
+    python benchmarks/bench_tsp.py --repeats 5 --save   # -> benchmarks/results/tsp.json
 
 All timings are wall-clock milliseconds per call on a batch of Euclidean instances (points uniform in the unit
 square), after a warm-up call: the DP is the mean of ``max(repeats, 20)`` calls, the host methods the best of
@@ -13,7 +14,6 @@ Note: scipy's HiGHS wrapper holds the GIL, so MILP does not speed up with more t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+import _results
 import numpy as np
 import tensorflow as tf
 
@@ -118,11 +119,19 @@ def bench_overhead(repeats: int) -> dict:
     }
 
 
-def main() -> None:
+NAME = "tsp"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (after a warm-up)")
-    parser.add_argument("--out", default="benchmarks/results/tsp.json", help="JSON output path")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    out = _results.output_path(args, NAME)
 
     dp = bench_dp(args.repeats)
     print(f"{'method':8} {'mode':6} {'k':>3} {'batch':>5} {'ms/batch':>10}")
@@ -144,8 +153,6 @@ def main() -> None:
         f"overhead {overhead['overhead_ms']:.3f} ms/call"
     )
 
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "tsp",
         "repeats": args.repeats,
@@ -156,8 +163,7 @@ def main() -> None:
         "host": host,
         "overhead": overhead,
     }
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    _results.write(out, result)
 
 
 if __name__ == "__main__":
