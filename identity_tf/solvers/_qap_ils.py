@@ -316,32 +316,40 @@ class Problem:
         """
         pi, field, inst = state.pi, state.field, state.inst
         n, C = self.n, self.C
+        relocations = C > n  # else every column is taken (perfect matching of equal real sizes): swaps only
         not_self = ~np.eye(n, dtype=bool)
         parked_col = np.arange(C) >= self.m  # [C]
-        active = np.arange(len(inst))
-        row_base = (active[:, None, None] * n + np.arange(n)[None, :, None]) * C  # [S, n, 1]
+        everyone = np.arange(len(inst))
+        active = everyone
+        allowed_all = self.allowed[inst]  # [S, n, C]
+        row_base = (everyone[:, None, None] * n + np.arange(n)[None, :, None]) * C  # [S, n, 1]
         for _ in range(max_steps):
             if active.size == 0:
                 break
             A = len(active)
-            p, g = pi[active], field[active]  # [A, n], [A, n, C]
-            allowed = self.allowed[inst[active]]  # [A, n, C]
+            if A == len(everyone):  # all rows still descending: no copies
+                p, g, pair, allowed = pi, field, state.pair, allowed_all
+            else:
+                p, g, pair, allowed = pi[active], field[active], state.pair[active], allowed_all[active]
             index = row_base[:A] + p[:, None, :]  # [A, n, n]: flat index of (r, pi_k)
             at = np.take(g, index)  # G[r, pi_k]
             current = np.diagonal(at, axis1=1, axis2=2)  # [A, n]: G[r, pi_r]
             swap = at + at.transpose(0, 2, 1)
             swap -= current[:, :, None]
             swap -= current[:, None, :]
-            swap += state.pair[active]
+            swap += pair
             swap_ok = np.take(allowed, index)  # [A, n, n]: r allowed on pi_k
-            swap = np.where(swap_ok & swap_ok.transpose(0, 2, 1) & not_self, swap, np.inf)
-            free = np.ones((len(active), C), bool)
-            np.put_along_axis(free, p, False, axis=1)
-            relocate_ok = allowed & free[:, None, :]
-            if not self.partial:  # a relocation keeps the number of parked rows
-                relocate_ok &= (p >= self.m)[:, :, None] == parked_col[None, None, :]
-            relocate = np.where(relocate_ok, g - current[:, :, None], np.inf)
-            gains = np.concatenate([swap.reshape(len(active), -1), relocate.reshape(len(active), -1)], axis=1)
+            swap = np.where(swap_ok & swap_ok.transpose(0, 2, 1) & not_self, swap, np.inf).reshape(A, -1)
+            if relocations:
+                free = np.ones((A, C), bool)
+                np.put_along_axis(free, p, False, axis=1)
+                relocate_ok = allowed & free[:, None, :]
+                if not self.partial:  # a relocation keeps the number of parked rows
+                    relocate_ok &= (p >= self.m)[:, :, None] == parked_col[None, None, :]
+                relocate = np.where(relocate_ok, g - current[:, :, None], np.inf)
+                gains = np.concatenate([swap, relocate.reshape(A, -1)], axis=1)
+            else:
+                gains = swap
             flat = gains.argmin(axis=1)
             improve = gains[np.arange(len(active)), flat] < -self.tolerance[inst[active]]
             if not np.any(improve):
