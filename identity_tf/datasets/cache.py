@@ -645,8 +645,8 @@ def build_state(folder: str | os.PathLike, record_name: str, matches, what: str,
     'missing'
     """
     folder = pathlib.Path(folder)
-    if not folder.is_dir() or not any(p for p in folder.iterdir() if p.name != VERIFIED_FILE):
-        return "missing"
+    if not folder.is_dir() or not any(p for p in folder.iterdir() if not p.name.startswith(".")):
+        return "missing"  # hidden entries (the verification cache, leftovers of a killed write) do not count
     record = read_record(folder, record_name)
     if record is None:
         return "foreign" if not (folder / record_name).exists() else "stale"  # an unreadable record: ours, broken

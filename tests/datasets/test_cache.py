@@ -276,6 +276,7 @@ def test_build_state_covers_every_case(tmp_path, capsys):
 
     assert state() == "missing"
     folder.mkdir()
+    (folder / ".tmp-build.json-pid1-x").write_text("{")  # a leftover of a killed write
     assert state() == "missing"
     (folder / "a.npy").write_bytes(b"abc")
     assert state() == "foreign"  # files, no record: someone else's
