@@ -125,7 +125,7 @@ class RunHealth(keras.callbacks.Callback):
         self.episodes = list(state.get("episodes", []))
 
     def _diverged(self, epoch: int, what: str) -> TrainingDiverged:
-        return TrainingDiverged(f"Training diverged in epoch {epoch + 1}: {what}. {self.hint}".rstrip())
+        return TrainingDiverged(f"Training diverged in epoch {epoch + 1} ({what}). {self.hint}".rstrip())
 
     def _check_weights(self, epoch: int) -> None:
         bad, total, first = 0, 0, None

@@ -584,10 +584,10 @@ def _train_here(config: RunConfig, spec: TaskSpec, run_dir: pathlib.Path, strate
         if "non-finite" not in error.message:
             raise
         what = next(line.strip() for line in error.message.splitlines() if "non-finite" in line)
-        raise TrainingDiverged(f"Training diverged in epoch {len(backup.rows) + 1}: {what}. {hint}") from error
+        raise TrainingDiverged(f"Training diverged in epoch {len(backup.rows) + 1} ({what}). {hint}") from error
     if model.stop_training and not all(np.isfinite(history.history.get("loss", [0.0]))):  # TerminateOnNaN
         raise TrainingDiverged(
-            f"Training diverged in epoch {len(backup.rows) + 1}: the training loss became NaN or inf. {hint}"
+            f"Training diverged in epoch {len(backup.rows) + 1} (the training loss became NaN or inf). {hint}"
         )
     train_seconds = time.perf_counter() - start
     with dist.scope():

@@ -41,14 +41,14 @@ def test_nan_weights_raise_with_their_count_and_first_variable():
     kernel[1, 2] = kernel[3, 3] = np.nan
     dense.set_weights([kernel, np.zeros(4, np.float32)])
     with pytest.raises(
-        TrainingDiverged, match=r"epoch 3: 2 of 20 weights are NaN or inf \(the first in .*costs/kernel\)"
+        TrainingDiverged, match=r"epoch 3 \(2 of 20 weights are NaN or inf \(the first in .*costs/kernel\)\)\. Try"
     ):
         health_of(model, batch(), hint="Try a smaller lr.").on_epoch_end(2, {"loss": 1.0})
 
 
 def test_non_finite_loss_raises():
     model, _ = linear_topk(kernel=np.eye(4), bias=np.zeros(4))
-    with pytest.raises(TrainingDiverged, match=r"epoch 1: the validation loss is inf\. Try"):
+    with pytest.raises(TrainingDiverged, match=r"epoch 1 \(the validation loss is inf\)\. Try"):
         health_of(model, batch(), hint="Try.").on_epoch_end(0, {"loss": 1.0, "val_loss": float("inf")})
 
 
