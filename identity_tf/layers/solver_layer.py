@@ -59,9 +59,12 @@ class SolverLayer(keras.layers.Layer):
 
     def build(self, input_shape):
         # Shape errors (e.g. TopK(k=30) on 20 inputs) surface when the model is built, not in the first fit step.
-        if isinstance(input_shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in input_shape):
-            try:
-                self.solver.check_shape(tf.TensorShape(input_shape))
+        structured = isinstance(input_shape, (tuple, list)) and all(isinstance(d, (tuple, list)) for d in input_shape)
+        if structured or (
+            isinstance(input_shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in input_shape)
+        ):
+            try:  # structured solvers (graph matching) check the tuple of their inputs' shapes
+                self.solver.check_shape(tuple(input_shape) if structured else tf.TensorShape(input_shape))
             except ValueError as error:
                 raise ValueError(
                     f"SolverLayer {self.name!r} cannot solve inputs of shape {tuple(input_shape)}: {error}"

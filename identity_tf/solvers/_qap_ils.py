@@ -63,24 +63,22 @@ class Problem:
         self.tail = np.where(valid1, edges1[..., 0], 0)  # [B, E1] (padding -> node 0, zero weight below)
         self.head = np.where(valid1, edges1[..., 1], 0)
         # Q[b, e, j, l] = sum of pairwise[b, e, f] over the edges f = (j, l) of graph 2, [B, E1 + 1, m + 1, m + 1];
-        # edge E1 and slot m are zero (the padding edge and the parked slot). QT is Q with j and l exchanged.
+        # edge E1 and slot m are zero (the padding edge and the parked slot). For the fields, the rows
+        # Q[b, e, s, :m] and Q[b, e, :m, s] are kept contiguous in `rows` [2, B, E1 + 1, m + 1, m].
         self.Q = np.zeros((B, E1 + 1, m + 1, m + 1))
-        self.QT = np.zeros((B, E1 + 1, m + 1, m + 1))
         b, f = np.nonzero(valid2)
         tail2, head2 = edges2[b, f, 0], edges2[b, f, 1]
         # one column of pairwise per edge f of graph 2; an edge listed twice adds (rare: kept off the fast path)
         key = (b * (m + 1) + tail2) * (m + 1) + head2
         _, first = np.unique(key, return_index=True)
-        repeated = np.setdiff1d(np.arange(len(key)), first)
-        columns = pairwise[b[first], :, f[first]]  # [F, E1]
-        self.Q[b[first], :E1, tail2[first], head2[first]] = columns
-        self.QT[b[first], :E1, head2[first], tail2[first]] = columns
-        for t in repeated:
+        self.Q[b[first], :E1, tail2[first], head2[first]] = pairwise[b[first], :, f[first]]  # [F, E1] columns
+        for t in np.setdiff1d(np.arange(len(key)), first):
             self.Q[b[t], :E1, tail2[t], head2[t]] += pairwise[b[t], :, f[t]]
-            self.QT[b[t], :E1, head2[t], tail2[t]] += pairwise[b[t], :, f[t]]
-        # the pairwise costs of padded edges of graph 1 must not count
-        self.Q[:, :E1][~valid1] = 0.0
-        self.QT[:, :E1][~valid1] = 0.0
+        self.Q[:, :E1][~valid1] = 0.0  # the pairwise costs of padded edges of graph 1 must not count
+        self.rows = np.empty((2, B, E1 + 1, m + 1, m))
+        np.copyto(self.rows[0], self.Q[..., :m])
+        np.copyto(self.rows[1], self.Q.transpose(0, 1, 3, 2)[..., :m])
+        self.flat_rows = self.rows.reshape(-1, m)  # row (t * B + b) * (E1 + 1) * (m + 1) + e * (m + 1) + s
         # per node: its out-edges (it is the tail) and in-edges, padded with the zero edge E1 -> [B, n, D]
         self.out_edge, self.out_nbr = _neighbour_lists(self.tail, self.head, valid1, n, E1)
         self.in_edge, self.in_nbr = _neighbour_lists(self.head, self.tail, valid1, n, E1)
@@ -120,8 +118,8 @@ class Problem:
         out_slot = np.take_along_axis(slots, self.out_nbr[inst].reshape(A, -1), axis=1).reshape(A, n, -1)
         in_slot = np.take_along_axis(slots, self.in_nbr[inst].reshape(A, -1), axis=1).reshape(A, n, -1)
         field = self.unary[inst]  # [A, n, C] (a copy)
-        field[:, :, :m] += self.QT[ii, self.out_edge[inst], out_slot, :m].sum(axis=2)
-        field[:, :, :m] += self.Q[ii, self.in_edge[inst], in_slot, :m].sum(axis=2)
+        field[:, :, :m] += self.rows[1][ii, self.out_edge[inst], out_slot].sum(axis=2)
+        field[:, :, :m] += self.rows[0][ii, self.in_edge[inst], in_slot].sum(axis=2)
         return field
 
     def edge_terms(self, pi, inst):
@@ -198,7 +196,7 @@ class Problem:
         # nodes of graph 2, so that is Q summed over the other endpoint
         bb = np.arange(self.B)[:, None, None]
         ones_out = self.Q[:, :, :m, :m].sum(axis=3)[bb, self.out_edge].sum(axis=2)  # [B, n, m]
-        ones_in = self.QT[:, :, :m, :m].sum(axis=3)[bb, self.in_edge].sum(axis=2)
+        ones_in = self.Q[:, :, :m, :m].sum(axis=2)[bb, self.in_edge].sum(axis=2)
         lx = real * (ones_out + ones_in) / size
         best_pi, best_f = None, np.full(self.B, np.inf)
         for _ in range(iterations):
@@ -276,28 +274,27 @@ class Problem:
         inst = state.inst[rows]
         so, sn = self.slots(state.pi[rows, nodes]), self.slots(new)
         state.pi[rows, nodes] = new
-        change = np.zeros(S * n * m)
         moved = np.zeros((S, n), bool)
         moved[rows, nodes] = True
-        touched_rows, touched_edges = [], []
-        for ptr, edge, other, table in (
-            (self.out_ptr, self.out_flat_edge, self.out_flat_other, self.Q),
-            (self.in_ptr, self.in_flat_edge, self.in_flat_other, self.QT),
-        ):
-            owner, position = _ragged(ptr, inst * n + nodes)
-            e, x, ii, rr = edge[position], other[position], inst[owner], rows[owner]
-            table_rows = table.reshape(-1, m + 1)  # [B * (E1 + 1) * (m + 1), m + 1]: the rows table[b, e, s, :]
-            base = (ii * (self.E1 + 1) + e) * (m + 1)
-            delta = np.take(table_rows, base + sn[owner], axis=0) - np.take(table_rows, base + so[owner], axis=0)
-            delta = delta[:, :m]  # [T', m]
-            index = ((rr * n + x) * m)[:, None] + np.arange(m)[None, :]  # [T', m]
-            change += np.bincount(index.ravel(), delta.ravel(), S * n * m)
-            if table is self.QT:  # an edge between two moved nodes is already among the out-edges
-                keep = ~moved[rr, x]
-                rr, e = rr[keep], e[keep]
-            touched_rows.append(rr)
-            touched_edges.append(e)
-        state.field[:, :, :m] += change.reshape(S, n, m)
+        # out-edges of the moved nodes (table 0: Q[e, s, :]) then in-edges (table 1: Q[e, :, s])
+        out_owner, out_position = _ragged(self.out_ptr, inst * n + nodes)
+        in_owner, in_position = _ragged(self.in_ptr, inst * n + nodes)
+        owner = np.concatenate([out_owner, in_owner])
+        e = np.concatenate([self.out_flat_edge[out_position], self.in_flat_edge[in_position]])
+        x = np.concatenate([self.out_flat_other[out_position], self.in_flat_other[in_position]])
+        table = np.repeat([0, self.B], [len(out_owner), len(in_owner)])
+        base = ((table + inst[owner]) * (self.E1 + 1) + e) * (m + 1)
+        delta = np.take(self.flat_rows, base + sn[owner], axis=0) - np.take(self.flat_rows, base + so[owner], axis=0)
+        rr = rows[owner]
+        index = ((rr * n + x) * m)[:, None] + np.arange(m)[None, :]  # [T, m]
+        change = np.bincount(index.ravel(), delta.ravel(), S * n * m).reshape(S, n, m)
+        if self.C == m:
+            state.field += change
+        else:
+            state.field[:, :, :m] += change
+        # the edges whose correction changes: at a moved node (an edge between two moved nodes: once)
+        keep = np.concatenate([np.ones(len(out_owner), bool), ~moved[rr[len(out_owner) :], x[len(out_owner) :]]])
+        touched_rows, touched_edges = [rr[keep]], [e[keep]]
         if self.E1 == 0:
             return
         r, e = np.concatenate(touched_rows), np.concatenate(touched_edges)

@@ -370,3 +370,14 @@ def test_edge_matching_loss_value_gradient_and_config():
     assert restored.get_config() == loss.get_config()
     with pytest.raises(ValueError, match="weight"):
         itf.losses.EdgeMatchingLoss(weight=0.0)
+
+
+def test_solver_layer_checks_structured_shapes_when_built():
+    inputs = (
+        keras.Input((5, 5)),
+        keras.Input((7, 8)),
+        keras.Input((7, 2), dtype="int32"),
+        keras.Input((9, 2), dtype="int32"),
+    )
+    with pytest.raises(ValueError, match="one row per edge of graph 1"):
+        itf.layers.SolverLayer(SOLVER)(inputs)
