@@ -469,10 +469,10 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-def _jit(config: RunConfig, model) -> bool | str:
-    if config.train.jit_compile != "auto":
-        return bool(config.train.jit_compile)
-    return all(layer.supports_jit for layer in model._flatten_layers() if isinstance(layer, layers.SolverLayer))
+def _jit(config: RunConfig, model, strategy=None) -> bool:
+    from identity_tf import execution  # the measured policy of `train.jit_compile: auto` (see its docstring)
+
+    return execution.resolve(config.train.jit_compile, model, strategy)
 
 
 def build_and_compile(config: RunConfig, spec: TaskSpec, strategy, sample=None) -> keras.Model:
@@ -485,8 +485,7 @@ def build_and_compile(config: RunConfig, spec: TaskSpec, strategy, sample=None) 
             optimizer=config.train.make_optimizer(),
             loss=spec.loss,
             metrics=list(spec.metrics),
-            # XLA + MirroredStrategy failed in this project's probes (DESIGN.md section 8)
-            jit_compile=_jit(config, model) if strategy.num_replicas_in_sync == 1 else False,
+            jit_compile=_jit(config, model, strategy),  # XLA x MirroredStrategy: see identity_tf/execution.py
         )
     return model
 

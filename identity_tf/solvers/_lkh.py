@@ -109,9 +109,11 @@ def solve_batch(distances: np.ndarray, num_workers: int, seed: int, time_limit: 
 
 # ------------------------------------------------------------------------------------------ worker processes
 # The child reads length-prefixed pickles of job lists on stdin and writes the list of tours (or an error
-# string) to a private copy of its stdout; LKH's own prints, if any, go to /dev/null.
+# string) to a private copy of its stdout; LKH's own prints, if any, go to /dev/null. Only the parent
+# writes the pickles it reads (a private pipe).
 _WORKER = r"""
-import os, pickle, struct, sys
+import os, pickle, signal, struct, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; the child ends at EOF on stdin
 sys.path = [p for p in sys.path if p]
 out = os.fdopen(os.dup(1), "wb")
 devnull = os.open(os.devnull, os.O_WRONLY)

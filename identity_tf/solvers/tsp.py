@@ -135,6 +135,10 @@ class TSP(HostSolver):
             return self.num_cities is None or self.resolve_method(self.num_cities) == "dp"
         return self.method == "dp"
 
+    def supports_xla(self, shape) -> bool:
+        """True when a call on ``costs`` of this ``[B, k, k]`` shape compiles under XLA (it resolves to ``"dp"``)."""
+        return self.resolve_method(_num_cities(tf.TensorShape(shape))) == "dp"
+
     def resolve_method(self, k: int | None) -> str:
         """The method used for ``k`` cities (``None``: unknown at trace time): resolves ``"auto"``."""
         if self.method != "auto":

@@ -193,6 +193,7 @@ def test_lkh_is_deterministic_across_workers_seeds_and_modes():
     np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(one, again)
     np.testing.assert_array_equal(one, graph(tf.constant(d)).numpy())
+    np.testing.assert_array_equal(one, TSP(method="lkh", num_workers=1, time_limit=60.0).solve_batch(d))
     np.testing.assert_allclose(
         tour_lengths(d, TSP(method="lkh", seed=7).solve_batch(d)), tour_lengths(d, one), rtol=1e-6
     )
