@@ -17,8 +17,11 @@ Moves are *2-swaps* (two rows exchange columns) and *relocations* (a row moves t
 for all ``(row, column)`` pairs come from the local field ``G[r, c]`` (the cost of row ``r`` at column ``c``
 with every other row fixed) plus a correction for swaps of two rows joined by an edge, so one best-improvement
 step costs ``O(E1 m + n (m + n))`` per instance. The search starts from the Hungarian solution of the unary
-costs and from IPFP (Leordeanu et al., 2009), descends to a local optimum from each, then repeats
-``num_kicks`` times: rotate the columns of a few random rows of the best solution, descend, keep if better.
+costs and from IPFP (Leordeanu et al., 2009), descends to a local optimum from each, then spends ``num_kicks``
+kicks in rounds of ``KICKS_PER_ROUND``: each kick rotates the columns of 5-7 random rows of the best solution;
+the kicked copies descend together and the best one replaces the best solution if it is better. All instances
+and copies of a round are one set of numpy arrays (numpy's per-call overhead is shared; threads would not
+help), and a step updates the fields only around the rows that moved.
 """
 
 from __future__ import annotations
