@@ -3,7 +3,8 @@ instances, time per instance and optimality gap.
 
 Usage::
 
-    python benchmarks/bench_graph_matching.py --repeats 3 --out benchmarks/results/graph_matching.json
+    python benchmarks/bench_graph_matching.py --repeats 3          # -> benchmarks/results/local/ (git-ignored)
+    python benchmarks/bench_graph_matching.py --repeats 3 --save   # -> benchmarks/results/graph_matching.json
 
 Instances: ``n`` random points in the unit square, a hidden permutation, the second graph's points jittered by
 0.03; both graphs are Delaunay triangulations with both directions of every edge (as BB-GM builds them).
@@ -23,10 +24,8 @@ The machine's load average is recorded: other processes slow every number here.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import sys
 import time
 import warnings
@@ -35,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+import _results
 import numpy as np
 import scipy
 import scipy.optimize
@@ -43,6 +43,7 @@ import scipy.spatial
 from identity_tf.solvers import _qap_milp
 from identity_tf.solvers.graph_matching import GraphMatching
 
+NAME = "graph_matching"
 SIZES = (10, 15, 20, 30)
 KINDS = ("trained", "early")
 
@@ -146,7 +147,7 @@ def gap_stats(values: np.ndarray, reference: np.ndarray) -> dict:
     }
 
 
-def main() -> None:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed ILS calls per measurement (after a warm-up)")
     parser.add_argument("--batch", type=int, default=32, help="instances per ILS call")
@@ -154,9 +155,13 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=10.0, help="HiGHS seconds per instance")
     parser.add_argument("--num-kicks", type=int, default=20, help="ILS kicks (the solver's default: 20)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--out", default="benchmarks/results/graph_matching.json", help="JSON output path")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
 
+
+def main() -> None:
+    args = parse_args()
+    out = _results.output_path(args, NAME)
     load_before = os.getloadavg()
     rows = []
     header = (
@@ -205,10 +210,8 @@ def main() -> None:
                 flush=True,
             )
 
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {
-        "benchmark": "graph_matching",
+        "benchmark": NAME,
         "repeats": args.repeats,
         "batch": args.batch,
         "num_kicks": args.num_kicks,
@@ -216,14 +219,12 @@ def main() -> None:
         "target": "ILS <= 3 ms per instance at n <= 20 with gap 0 on trained-like costs (LPMP ~ 3 ms)",
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "rows": rows,
     }
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nload average before/after: {load_before} / {os.getloadavg()}\nwrote {out}")
+    print(f"\nload average before/after: {load_before} / {os.getloadavg()}")
+    _results.write(out, result)
 
 
 if __name__ == "__main__":
