@@ -16,19 +16,18 @@ interleaved across implementations so that load from other processes hits all of
 minima are reported with the load average. All implementations are checked to return identical ranks (ties and
 signed zeros included) before timing.
 
-    python benchmarks/bench_ranking.py --repeats 40 --out benchmarks/results/ranking.json
+    python benchmarks/bench_ranking.py --repeats 40 --save   # updates benchmarks/results/ranking.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _results  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -88,11 +87,18 @@ def test_scores(rng, shape):
     return scores
 
 
-def main():
+NAME = "ranking"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--out", default="benchmarks/results/ranking.json")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
+
+
+def main():
+    args = parse_args()
     rng = np.random.default_rng(0)
     implementations = {
         "double_argsort": double_argsort,
@@ -148,8 +154,6 @@ def main():
             graph, xla = by_key[(shape, name, "graph")], by_key[(shape, name, "xla")]
             print(f"{shape[0]:>4}x{shape[1]:<5}  {name:<28} {graph:9.2f} {xla:9.2f}")
     print(f"load average {load_start} -> {load_end} on {os.cpu_count()} cores")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "device": "CPU",
         "cpu_count": os.cpu_count(),
@@ -159,7 +163,7 @@ def main():
         "identical_ranks": True,
         "results": rows,
     }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    _results.write(_results.output_path(args, NAME), payload)
 
 
 if __name__ == "__main__":

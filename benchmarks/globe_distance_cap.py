@@ -26,11 +26,15 @@ def unit_vectors(gps: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
 
 
-def main() -> None:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k", type=int, nargs="+", default=[5, 10])
     _results.add_output_arguments(parser, NAME)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     from identity_tf import solvers
     from identity_tf.datasets import globe_tsp
     from identity_tf.tasks.globe_tsp import sphere_distances

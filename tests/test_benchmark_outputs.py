@@ -12,7 +12,14 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import _results  # noqa: E402
 
-SCRIPTS = {"bench_gradients.py": "gradients", "bench_shortest_path.py": "shortest_path", "bench_tsp.py": "tsp"}
+SCRIPTS = {
+    "bench_gradients.py": "gradients",
+    "bench_shortest_path.py": "shortest_path",
+    "bench_tsp.py": "tsp",
+    "bench_graph_matching.py": "graph_matching",
+    "bench_ranking.py": "ranking",
+    "globe_distance_cap.py": "globe_distance_cap",
+}
 
 
 def load(script):
