@@ -173,10 +173,9 @@ def export(runs_dir, results_dir) -> list[pathlib.Path]:
 
 def readme_block(readme_text: str, task: str) -> str | None:
     """The text between README's ``<!-- results:<task> -->`` markers (None when there is no such block)."""
-    match = re.search(
-        rf"<!-- results:{re.escape(task)} -->\n(.*?)\n<!-- /results:{re.escape(task)} -->", readme_text, re.S
-    )
-    return match.group(1) if match else None
+    begin, end = f"<!-- results:{task} -->\n", f"<!-- /results:{task} -->"
+    match = re.search(re.escape(begin) + "(.*?)" + re.escape(end), readme_text, re.S)
+    return match.group(1).removesuffix("\n") if match else None
 
 
 def write_readme_block(readme_path, task: str, text: str) -> None:
@@ -188,10 +187,10 @@ def write_readme_block(readme_path, task: str, text: str) -> None:
             f"{readme_path} has no block for {task!r}: add the lines `<!-- results:{task} -->` and "
             f"`<!-- /results:{task} -->` where the table goes."
         )
-    start, end = f"<!-- results:{task} -->\n", f"\n<!-- /results:{task} -->"
-    head, rest = content.split(start, 1)
+    begin, end = f"<!-- results:{task} -->\n", f"<!-- /results:{task} -->"
+    head, rest = content.split(begin, 1)
     _, tail = rest.split(end, 1)
-    readme_path.write_text(head + start + text + end + tail)
+    readme_path.write_text(head + begin + text + "\n" + end + tail)
 
 
 def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pathlib.Path]:
