@@ -30,7 +30,10 @@ from identity_tf.solvers import _tsp_host
 #: Integer weights span ``[0, INTEGER_SCALE]``. LKH computes ``PRECISION * w + pi_i + pi_j`` in 32-bit ints
 #: (``PRECISION = 100``), so ``100 * 1e6`` keeps well inside the int32 range.
 INTEGER_SCALE = 1_000_000
-#: LKH runs (independent restarts, best tour kept) per instance; see ``benchmarks/bench_tsp_lkh.py``.
+#: LKH runs (independent restarts, best tour kept) per instance. Measured on 1000 random unit-sphere
+#: instances of k = 30 (great-circle distances): 1 run found the optimum of 993; 3 runs shortened the tour of
+#: 4 of the other 7 (1.6x the time), 10 runs of 6 (4.7x the time). At k = 15 / 20, 1 run found the optimum of
+#: 1000 / 999 (``benchmarks/bench_tsp_lkh.py``).
 RUNS = 1
 #: Batches smaller than this are solved in-process (the pipe round trip costs more than it saves).
 MIN_BATCH_FOR_WORKERS = 4
