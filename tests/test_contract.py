@@ -36,6 +36,7 @@ SOLVER_CASES = {
     "tsp_dp": (lambda: itf.solvers.TSP(method="dp"), lambda: symmetric(3, 5)),
     "tsp_cp_sat": (lambda: itf.solvers.TSP(method="cp_sat"), lambda: symmetric(3, 5)),
     "tsp_milp": (lambda: itf.solvers.TSP(method="milp"), lambda: symmetric(3, 5)),
+    "tsp_lkh": (lambda: itf.solvers.TSP(method="lkh"), lambda: symmetric(3, 5)),
     "assignment": (lambda: itf.solvers.LinearAssignment(), lambda: RNG.normal(size=(3, 3, 4)).astype(np.float32)),
     "ilp": (
         lambda: itf.solvers.IntegerLinearProgram(A_eq=[[1, 1, 1, 1]], b_eq=[2], on_hyperplane=True),
