@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_train_step.py --rounds 10 --out benchmarks/results/execution_policy.json
+    python benchmarks/bench_train_step.py --rounds 10 --save
 
 Each model is built and compiled exactly as the trainer builds it (``train.load_config`` on the task's config,
 ``train.build_and_compile`` with ``train.jit_compile`` set to true or false), on random inputs of the right
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pathlib
 import platform
@@ -31,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+import _results  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -135,14 +135,22 @@ def bench_model(name: str, rounds: int, steps: int, with_solver_xla: bool) -> di
     return row
 
 
-def main() -> None:
+NAME = "execution_policy"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--no-solver-xla", action="store_true", help="skip the solver-compiled-alone variant")
-    parser.add_argument("--out", default="benchmarks/results/execution_policy.json")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    out = _results.output_path(args, NAME)
 
     load_before = os.getloadavg()
     rows = []
@@ -168,10 +176,7 @@ def main() -> None:
         "steps_per_round": args.steps,
         "rows": rows,
     }
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    _results.write(out, result)
 
 
 if __name__ == "__main__":

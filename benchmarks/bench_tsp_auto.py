@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_tsp_auto.py --out benchmarks/results/tsp_auto.json
+    python benchmarks/bench_tsp_auto.py --save
 
 For batches of B = 50 and B = 256 random Euclidean instances (points uniform in the unit square) and
 k = 10 .. 15 cities, times the DP compiled alone with XLA and in graph mode (as inside a train step without
@@ -14,7 +14,6 @@ The crossover is the largest k at which the slower DP mode still beats the faste
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -25,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+import _results  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -47,13 +47,21 @@ def best_ms(fn, repeats: int) -> float:
     return min(times) * 1e3
 
 
-def main() -> None:
+NAME = "tsp_auto"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[50, 256])
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 11, 12, 13, 14, 15])
-    parser.add_argument("--out", default="benchmarks/results/tsp_auto.json")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    out = _results.output_path(args, NAME)
 
     load_before = os.getloadavg()
     rows = []
@@ -101,10 +109,7 @@ def main() -> None:
         "rows": rows,
         "dp_faster_up_to_k": crossover,
     }
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    _results.write(out, result)
 
 
 if __name__ == "__main__":

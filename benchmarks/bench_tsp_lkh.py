@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_tsp_lkh.py --instances 1000 --out benchmarks/results/tsp_lkh.json
+    python benchmarks/bench_tsp_lkh.py --instances 1000 --save
 
 Instances: random points on the unit sphere (uniform directions), with great-circle distances (``arccos`` of the
 dot product, as in Globe TSP) or chord (Euclidean) distances. For every ``k`` the same instances are solved by
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
 import pathlib
 import platform
@@ -34,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+import _results  # noqa: E402
 import elkai  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -109,14 +109,22 @@ def bench(k: int, kind: str, n: int, n_timed: int, seed: int) -> dict:
     return row
 
 
-def main() -> None:
+NAME = "tsp_lkh"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=1000, help="random instances per (k, distances)")
     parser.add_argument("--timed", type=int, default=100, help="instances for the 1-thread / MILP / raw timings")
     parser.add_argument("--ks", type=int, nargs="+", default=[15, 20, 30])
     parser.add_argument("--distances", nargs="+", default=["great_circle", "chord"], choices=["great_circle", "chord"])
-    parser.add_argument("--out", default="benchmarks/results/tsp_lkh.json")
-    args = parser.parse_args()
+    _results.add_output_arguments(parser, NAME)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    out = _results.output_path(args, NAME)
 
     load_before = os.getloadavg()
     rows = []
@@ -144,10 +152,7 @@ def main() -> None:
         "elkai": importlib.metadata.version("elkai"),
         "rows": rows,
     }
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    _results.write(out, result)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ SCRIPTS = {
     "bench_graph_matching.py": "graph_matching",
     "bench_ranking.py": "ranking",
     "globe_distance_cap.py": "globe_distance_cap",
+    "bench_tsp_auto.py": "tsp_auto",
+    "bench_tsp_lkh.py": "tsp_lkh",
+    "bench_train_step.py": "execution_policy",
 }
 
 
