@@ -62,7 +62,8 @@ class GlobeTSPConfig:
             stacked along channels, ``[20, 40, 3k]``, and one CNN predicts all 3k coordinates. Measured with
             ``identity-tf train configs/globe_tsp/tsp5_identity_noise0.2.yaml --quick`` (2000 examples, 20 epochs):
             validation tour accuracy 0.77 with "shared", 0.09 with "stacked" (it memorises the training set).
-        tsp_method: TSP solver method ("auto": pure-TF Held-Karp for k <= 12, CP-SAT above).
+        tsp_method: TSP solver method ("auto": pure-TF Held-Karp for k <= 15, CP-SAT above; "lkh" for training at
+            larger k, labels stay exact).
         distance: The model's distance between predicted points on the unit sphere. "arc" (default): the
             great-circle arc ``2 atan2(|p - q|, |p + q|)``, the distance the labels are optimal for, so a model that
             predicts every capital exactly gets every tour right. "chord": ``|p - q|``, what earlier releases used;
@@ -120,7 +121,7 @@ class GlobeTSP(TaskModel):
             ],
             name="encoder",
         )
-        self.solver = solvers.TSP(method=self.task_config.tsp_method)
+        self.solver = solvers.TSP(method=self.task_config.tsp_method, num_cities=k)  # num_cities: truthful `xla`
         self.blocks = solver_block(self.solver, self.method, seed=seed, symmetric_noise=True)
 
     @classmethod
