@@ -34,17 +34,12 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
 
 import numpy as np
 import yaml
 
 from identity_tf import run_dir as run_dir_lib
-from identity_tf import train
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", name).strip("_")
+from identity_tf import report, train
 
 
 def _summary(values) -> dict:
@@ -107,7 +102,7 @@ def run(
 
     def run_once(row, seed) -> dict | None:
         """Metrics of one row and seed (metrics.json): read from a finished run, else trained; None if it diverged."""
-        run_dir = out_dir / _slug(row["name"]) / f"seed{seed}"
+        run_dir = out_dir / report.slug(row["name"]) / f"seed{seed}"
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.exists():
             if (run_dir / "diverged.txt").exists():  # diverged before: not rerun
@@ -176,7 +171,7 @@ def run(
     from identity_tf import plots
 
     def history(name):
-        return out_dir / _slug(name) / f"seed{seeds[0]}" / "history.csv"
+        return out_dir / report.slug(name) / f"seed{seeds[0]}" / "history.csv"
 
     plots.compare_curves(
         {r["name"]: history(r["name"]) for r in rows}, f"val_{grid['metric']}", out_dir / "curves.png", scale=scale
