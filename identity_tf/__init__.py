@@ -32,7 +32,7 @@ if _backend != "tensorflow":
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("gradients", "layers", "losses", "metrics", "noise", "projections", "solvers")
+_SUBMODULES = ("gradients", "layers", "losses", "method", "metrics", "noise", "projections", "solvers", "tasks")
 
 if _CLI:
     # `identity-tf --help` must not pay TensorFlow's import (seconds): the command imports what it needs, and the
@@ -53,18 +53,21 @@ else:
     from identity_tf import projections  # noqa: E402
     from identity_tf import solvers  # noqa: E402
 
-    # The task models register their Keras classes when imported, so a run's `model.keras` loads after
-    # `import identity_tf` alone (the core modules above never import the tasks; this costs ~0.02 s).
-    from identity_tf.tasks import dvae as _dvae  # noqa: E402, F401
-    from identity_tf.tasks import globe_tsp as _globe_tsp  # noqa: E402, F401
-    from identity_tf.tasks import l2x as _l2x  # noqa: E402, F401
-    from identity_tf.tasks import warcraft as _warcraft  # noqa: E402, F401
+    from identity_tf import method  # noqa: E402
+
+    # This facade sits above every layer: discovering the task sub-packages registers their Keras classes, so a
+    # run's `model.keras` loads after `import identity_tf` alone. The core modules above never import the tasks
+    # (tests/test_structure.py walks the import graph); the tasks' data code loads on first use.
+    from identity_tf.tasks import registry as _registry  # noqa: E402
+
+    _registry.discover()
 
 __all__ = [
     "__version__",
     "gradients",
     "layers",
     "losses",
+    "method",
     "metrics",
     "noise",
     "projections",

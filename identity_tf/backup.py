@@ -96,28 +96,42 @@ class Backup(keras.callbacks.Callback):
         self.best: dict | None = None  # {"epoch": index, "value", "file", "sha256"}
 
     # ------------------------------------------------------------------------------------------- restore
-    def _records(self) -> list[pathlib.Path]:
-        return sorted(self.dir.glob("epoch-*.json"), reverse=True) if self.dir.is_dir() else []
+    def _records(self, folder: pathlib.Path | None = None) -> list[pathlib.Path]:
+        folder = self.dir if folder is None else folder
+        return sorted(folder.glob("epoch-*.json"), reverse=True) if folder.is_dir() else []
 
     def _load(self, model, record_path: pathlib.Path) -> dict:
         record = json.loads(record_path.read_text())
         files = [(record["weights"], record["weights_sha256"])]
         if record.get("best"):
             files.append((record["best"]["file"], record["best"]["sha256"]))
+        folder = record_path.parent
         for name, digest in files:
-            path = self.dir / name
+            path = folder / name
             if not path.is_file():
                 raise OSError(f"{path} is missing")
             if sha256(path) != digest:
                 raise OSError(f"{path} does not match its checksum (damaged or half-written)")
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(str(self.dir / record["weights"]))
+        model.load_weights(str(folder / record["weights"]))
+        if folder != self.dir:  # restored from another worker's backup: this backup continues from a copy
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for name, _ in files:
+                shutil.copyfile(folder / name, self.dir / name)
+            run_dir_lib.atomic_write_text(self.dir / record_path.name, json.dumps(record))
         return record
 
-    def restore(self, model: keras.Model) -> int:
-        """Loads the newest intact record into ``model``; returns the number of finished epochs (0: start over)."""
-        records = self._records()
+    def restore(self, model: keras.Model, source: str | pathlib.Path | None = None) -> int:
+        """Loads the newest intact record into ``model``; returns the number of finished epochs (0: start over).
+
+        ``source``: the backup folder to read instead of this one's (the non-chief workers of a multi-worker run
+        resume from the chief's backup and continue in their own scratch folder).
+        """
+        records = self._records(None if source is None else pathlib.Path(source))
+        if source is not None and not records:
+            self.rows, self.best = [], None
+            return 0
         for record_path in records:
             try:
                 record = self._load(model, record_path)

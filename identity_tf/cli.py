@@ -25,14 +25,14 @@ Projection Works" (Sahoo et al., ICLR 2023) with TensorFlow / Keras 3.
 commands:
   train CONFIG      train one config (a YAML file under configs/<task>/) into a run directory
   reproduce TASK    run a paper table's grid (configs/<TASK>/reproduce.yaml) and print it beside the paper
-  data DATASET      build a dataset into the data directory (also done on first use)
+  data TASK         build a task's dataset into the data directory (also done on first use)
   demo              train a small shortest-path model on generated data (no download)
 
-examples:
-  identity-tf train configs/globe_tsp/tsp5_identity_noise0.2.yaml --quick
-  identity-tf train configs/globe_tsp/tsp10_blackbox.yaml --set train.epochs=50 --out runs/bb10
-  identity-tf reproduce globe_tsp --seeds 0 1 2
-  identity-tf data globe_tsp --k 10
+examples (TASK: {tasks}):
+  identity-tf train configs/TASK/ROW.yaml --quick
+  identity-tf train configs/TASK/ROW.yaml --set train.epochs=50 --out runs/my_run
+  identity-tf reproduce TASK --seeds 0 1 2
+  identity-tf data TASK --help
   identity-tf demo --set epochs=5
 
 exit codes: 0 done, 1 training diverged, 2 bad input (config, argument, data, run directory, full disk),
@@ -142,20 +142,10 @@ def _train(args) -> int:
 
 
 def _summary(task: str, test: dict) -> str:
-    """One line with the task's headline test metrics."""
-    if task == "globe_tsp":
-        return (
-            f"Test accuracy: exact tours {100 * test['tour_accuracy']:.2f} %, "
-            f"tour edges {100 * test['edge_accuracy']:.2f} %"
-        )
-    if task == "warcraft":
-        return f"Test cost ratio x100: {test['cost_ratio']:.2f}, exact paths {100 * test['exact_path_accuracy']:.2f} %"
-    if task == "dvae":
-        return f"Test N-ELBO: {test['nelbo']:.2f} (BCE {test['bce']:.2f} + KL {test['kl']:.2f})"
-    if task == "l2x":
-        precision = f", rationale precision {test['rationale_precision']:.3f}" if "rationale_precision" in test else ""
-        return f"Test MSE x100: {100 * test['mse']:.2f}{precision}"
-    return "Test metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items())
+    """One line with the task's headline test metrics (the task's own :meth:`~identity_tf.tasks.Task.summary`)."""
+    from identity_tf.tasks import registry
+
+    return registry.get(task).summary(test)
 
 
 def _report(args, root: pathlib.Path) -> int:
@@ -200,47 +190,42 @@ def _reproduce(args) -> int:
     return 0
 
 
-DATASET_OPTIONS = {"globe_tsp": {"k"}, "warcraft": {"size", "num_val"}}
+def _data_parser(task) -> argparse.ArgumentParser:
+    """The flags of ``identity-tf data <task>`` (the task's :attr:`~identity_tf.tasks.Task.data_options`)."""
+    parser = argparse.ArgumentParser(prog=f"identity-tf data {task.name}", description=task.description)
+    for option in task.data_options:
+        parser.add_argument(
+            f"--{option.name.replace('_', '-')}",
+            type=option.type,
+            default=option.default,
+            help=f"{option.help} (default {option.default})",
+        )
+    return parser
 
 
 def _data(args) -> int:
+    _load_tensorflow()
+    from identity_tf.tasks import registry
     from identity_tf.validation import ConfigError
 
-    wrong = sorted(
-        f"--{name.replace('_', '-')}"
-        for name in ("k", "size", "num_val")
-        if getattr(args, name) is not None and name not in DATASET_OPTIONS[args.dataset]
-    )
-    if wrong:
+    try:
+        task = registry.get(args.dataset)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    parser = _data_parser(task)
+    try:
+        options = vars(parser.parse_args(args.options))
+    except SystemExit as stop:  # --help, or a flag this task does not take (argparse printed why)
+        if stop.code == 0:
+            return 0
+        flags = ", ".join(f"--{o.name.replace('_', '-')}" for o in task.data_options) or "none"
         raise ConfigError(
-            f"{', '.join(wrong)} does not apply to the {args.dataset} dataset (globe_tsp takes --k, warcraft takes "
-            f"--size and --num-val). Received: {' '.join(wrong)}"
-        )
-    for name in ("k", "size", "num_train", "num_val", "num_test"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1. Received: {value}")
-    _load_tensorflow()
-    if args.dataset == "globe_tsp":
-        from identity_tf.datasets import globe_tsp
-
-        path = globe_tsp.build(
-            args.k if args.k is not None else 5,
-            num_train=args.num_train or 10000,
-            num_test=args.num_test or 1000,
-            seed=args.seed,
-        )
-    else:
-        from identity_tf.datasets import warcraft
-
-        path = warcraft.build(
-            args.size if args.size is not None else 12,
-            num_train=args.num_train or 10000,
-            num_val=args.num_val or 1000,
-            num_test=args.num_test or 1000,
-            seed=args.seed,
-        )
-    print(path)
+            f"`identity-tf data {task.name}` takes the flags: {flags}. Received: {' '.join(args.options)}"
+        ) from None
+    for name, value in options.items():
+        if isinstance(value, int) and value < (0 if name == "seed" else 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {0 if name == 'seed' else 1}. Received: {value}")
+    print(task.build_data(**options))
     return 0
 
 
@@ -274,7 +259,9 @@ def _demo_keys() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="identity-tf", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="identity-tf",
+        description=DESCRIPTION.replace("{tasks}", ", ".join(_grids()) or "see configs/"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", help="dataset directory (default: $IDENTITY_TF_DATA_DIR or ~/.cache/identity_tf)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,reproduce,data,demo}")
@@ -286,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=RUN_DIRECTORY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", help="YAML config, e.g. configs/globe_tsp/tsp5_identity_noise0.2.yaml")
+    p.add_argument("config", help="YAML config, configs/TASK/ROW.yaml")
     p.add_argument(
         "--set",
         action="append",
@@ -342,16 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "data",
-        help="build a dataset into the data directory",
-        description="Build an offline dataset in the published format (downloads are verified by checksum).",
+        help="build a task's dataset into the data directory",
+        description="Build a task's offline dataset in the published format (downloads are verified by checksum). "
+        "The flags are the task's: `identity-tf data TASK --help` lists them.",
     )
-    p.add_argument("dataset", choices=["globe_tsp", "warcraft"], help="globe_tsp (flags + capitals) or warcraft")
-    p.add_argument("--k", type=int, help="globe_tsp only: countries per example (default 5; the paper: 5, 10, 20)")
-    p.add_argument("--size", type=int, help="warcraft only: map grid size k (default 12; the published: 12-30)")
-    p.add_argument("--num-train", type=int, help="training examples (default 10000)")
-    p.add_argument("--num-val", type=int, help="warcraft only: validation maps (default 1000)")
-    p.add_argument("--num-test", type=int, help="test examples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    p.add_argument("dataset", metavar="TASK", help=f"a task: {', '.join(_grids()) or 'see configs/'}")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the task's flags (identity-tf data TASK --help)")
     p.set_defaults(func=_data)
 
     p = sub.add_parser(

@@ -11,6 +11,19 @@ from identity_tf import noise as noise_lib
 from identity_tf.solvers.ranking import Ranking
 
 
+def hamming(y_true, y_pred, average: bool = False):
+    """``sum |y_pred - y_true|`` over the non-batch axes (their mean with ``average``), per example ``[B]``.
+
+    Example:
+    >>> float(hamming([[1.0, 0.0, 1.0, 0.0]], [[1.0, 1.0, 0.0, 0.0]])[0])
+    2.0
+    """
+    y_pred = tf.convert_to_tensor(y_pred)
+    y_true = tf.cast(y_true, y_pred.dtype)
+    reduce = tf.reduce_mean if average else tf.reduce_sum
+    return reduce(tf.abs(y_pred - y_true), axis=list(range(1, y_pred.shape.rank)))
+
+
 @keras.saving.register_keras_serializable(package="identity_tf")
 class HammingLoss(keras.losses.Loss):
     """Hamming (L1) distance between a 0/1 solution and the true one, per example: ``sum |y_pred - y_true|`` over
@@ -32,10 +45,7 @@ class HammingLoss(keras.losses.Loss):
         self.average = bool(average)
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
-        y_true = tf.cast(y_true, y_pred.dtype)
-        reduce = tf.reduce_mean if self.average else tf.reduce_sum
-        return reduce(tf.abs(y_pred - y_true), axis=list(range(1, y_pred.shape.rank)))
+        return hamming(y_true, y_pred, average=self.average)
 
     def get_config(self):
         return {**super().get_config(), "average": self.average}

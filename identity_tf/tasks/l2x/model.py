@@ -7,7 +7,7 @@ reference code):
 * selector: Embedding(V, 200, frozen, initialised from the given embedding matrix) -> Conv1D(100, 3, same, relu);
   global branch GlobalMaxPool -> Dense(100, relu); local branch Conv1D(100, 3, same, relu) x 2; concatenate (global
   tiled over time) -> Dropout(0.2) -> Conv1D(100, 1, relu) -> Conv1D(1, 1) = token logits ``[B, 350]``;
-* k-subset selection (``L2XConfig.method``):
+* k-subset selection (``method.gradient``, the run config's ``method:`` section):
 
   - ``"identity"`` (the paper): when training ``logits + SoG noise`` -> projection (``"std"`` or ``"none"``) ->
     TopK(k) with the Identity backward pass; at test time the hard top-k of the logits;
@@ -25,7 +25,9 @@ mode) inside the annotated rationale of the aspect, averaged over the annotated 
 
 Example:
 >>> import numpy as np
->>> model = L2X({"k": 3, "method": "identity"}, embeddings=np.ones([10, 200], "float32"))
+>>> from identity_tf.method import MethodConfig
+>>> method = MethodConfig(gradient="identity", projection="std", noise="sum_of_gamma")
+>>> model = L2X({"k": 3}, embeddings=np.ones([10, 200], "float32"), method=method)
 >>> model(np.ones([2, 350], "int32")).shape
 TensorShape([2, 1])
 >>> model.select(np.arange(700).reshape(2, 350) % 10).numpy().sum(axis=-1).tolist()
@@ -40,12 +42,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from identity_tf import gradients, layers, solvers
-from identity_tf import noise as noise_lib
-from identity_tf.tasks.common import SumOfGammaNoise, as_config
+from identity_tf import method as method_lib
+from identity_tf import solvers
+from identity_tf.layers import RelaxedSubset  # noqa: F401  (its home until 0.2; kept importable)
+from identity_tf.method import MethodConfig
+from identity_tf.tasks.model_base import TaskModel
 
 METHODS = ("identity", "imle", "l2x", "softsub")
-PROJECTIONS = ("none", "mean", "norm", "std")
 MAX_LEN = 350
 EMBED_DIM = 200
 
@@ -56,12 +59,6 @@ class L2XConfig:
 
     Attributes:
         k: Number of selected tokens.
-        method: "identity" (the paper), "imle", "l2x" (concrete relaxation) or "softsub" (relaxed subset sampling).
-        projection: "none", "mean", "norm" or "std", per example over the 350 logits, before the solver
-            ("identity" and "imle" only; must be "none" for "l2x" and "softsub").
-        lam: I-MLE lambda.
-        tau, s, noise_variant: Sum-of-Gamma noise ("identity", "imle").
-        temperature: Relaxation temperature ("l2x", "softsub").
         vocab_size: Rows of the embedding matrix (set by the trainer from the data).
         max_len: Tokens per review.
         hidden: Filters/units of the selector (100).
@@ -70,13 +67,6 @@ class L2XConfig:
     """
 
     k: int = 10
-    method: str = "identity"
-    projection: str = "std"
-    lam: float = 10.0
-    tau: float = 10.0
-    s: int = 10
-    noise_variant: str = "paper"
-    temperature: float = 0.1
     vocab_size: int = 2
     max_len: int = MAX_LEN
     hidden: int = 100
@@ -84,25 +74,8 @@ class L2XConfig:
     dropout: float = 0.2
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"`model.method` must be one of {METHODS}. Received: method={self.method!r}")
-        if self.projection not in PROJECTIONS:
-            raise ValueError(
-                f"`model.projection` must be one of {PROJECTIONS}. Received: projection={self.projection!r}"
-            )
-        if self.method in ("l2x", "softsub") and self.projection != "none":
-            raise ValueError(
-                f"`model.projection` must be 'none' for method {self.method!r} (a relaxation, not a solver). "
-                f"Received: projection={self.projection!r}"
-            )
-        if self.noise_variant not in noise_lib.SumOfGamma.VARIANTS:
-            raise ValueError(
-                f"`model.noise_variant` must be one of {noise_lib.SumOfGamma.VARIANTS}. "
-                f"Received: noise_variant={self.noise_variant!r}"
-            )
         for name, low in (
             ("k", 1),
-            ("s", 1),
             ("vocab_size", 2),
             ("max_len", 1),
             ("hidden", 1),
@@ -113,69 +86,36 @@ class L2XConfig:
                 raise ValueError(f"`model.{name}` must be an integer >= {low}. Received: {name}={value!r}")
         if self.k > self.max_len:
             raise ValueError(f"`model.k` must be <= max_len ({self.max_len}). Received: k={self.k}")
-        for name in ("tau", "lam", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"`model.{name}` must be a positive number. Received: {name}={value!r}")
-            setattr(self, name, float(value))
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"`model.dropout` must be in [0, 1). Received: dropout={self.dropout!r}")
         self.dropout = float(self.dropout)
 
-    def sum_of_gamma(self) -> noise_lib.SumOfGamma:
-        return noise_lib.SumOfGamma(k=self.k, tau=self.tau, s=self.s, variant=self.noise_variant)
 
 
-# ------------------------------------------------------------------------------------------------ relaxations
-@keras.saving.register_keras_serializable(package="identity_tf.l2x")
-class RelaxedSubset(keras.layers.Layer):
-    """The relaxed k-subsets of L2X ("l2x") and of Xie & Ermon ("softsub") when training; hard top-k otherwise."""
-
-    def __init__(self, k=10, kind="l2x", temperature=0.1, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if kind not in ("l2x", "softsub"):
-            raise ValueError(f"Argument `kind` must be 'l2x' or 'softsub'. Received: kind={kind!r}")
-        self.k, self.kind, self.temperature, self.seed = int(k), kind, float(temperature), seed
-        self.solver = solvers.TopK(k=self.k)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def _gumbel(self, shape, dtype):
-        return noise_lib.Gumbel().sample(shape, seed=self.seed_generator, dtype=dtype)
-
-    def call(self, logits, training=None):
-        if not training:
-            return tf.cast(self.solver(logits), logits.dtype)
-        t = self.temperature
-        if self.kind == "l2x":  # k independent concrete samples, elementwise max (Chen et al. 2018)
-            shape = tf.concat([tf.shape(logits)[:1], [self.k], tf.shape(logits)[1:]], axis=0)
-            samples = tf.nn.softmax((logits[:, None] + self._gumbel(shape, logits.dtype)) / t, axis=-1)
-            return tf.reduce_max(samples, axis=1)
-        w = logits + self._gumbel(tf.shape(logits), logits.dtype)  # Xie & Ermon 2019
-        khot = tf.zeros_like(logits)
-        onehot = tf.zeros_like(logits)
-        eps = tf.constant(np.finfo(np.float32).tiny, logits.dtype)
-        for _ in range(self.k):
-            w = w + tf.math.log(tf.maximum(1.0 - onehot, eps))
-            onehot = tf.nn.softmax(w / t, axis=-1)
-            khot = khot + onehot
-        return khot
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "k": self.k,
-            "kind": self.kind,
-            "temperature": self.temperature,
-            "seed": self.seed,
-        }
+# Release 0.1 kept the method in the model section: old name -> MethodConfig field, and the old defaults.
+LEGACY_METHOD_KEYS = {
+    "method": "gradient",
+    "projection": "projection",
+    "lam": "lam",
+    "tau": "noise_tau",
+    "s": "noise_s",
+    "noise_variant": "noise_variant",
+    "temperature": "temperature",
+}
+LEGACY_DEFAULTS = {
+    "method": "identity",
+    "projection": "std",
+    "lam": 10.0,
+    "tau": 10.0,
+    "s": 10,
+    "noise_variant": "paper",
+    "temperature": 0.1,
+}
 
 
 # -------------------------------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="identity_tf")
-class L2X(keras.Model):
+class L2X(TaskModel):
     """Selector -> k-subset -> predictor (see the module docstring).
 
     Args:
@@ -191,16 +131,33 @@ class L2X(keras.Model):
         Predicted scores ``[B, 1]`` in (0, 1).
     """
 
-    def __init__(self, config: L2XConfig | dict | None = None, embeddings=None, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        config = dict(dataclasses.asdict(as_config(L2XConfig, config)))
+    config_class = L2XConfig
+    legacy_method_keys = (LEGACY_METHOD_KEYS, LEGACY_DEFAULTS)
+
+    def __init__(
+        self,
+        config: L2XConfig | dict | None = None,
+        embeddings=None,
+        seed: int = 0,
+        method: MethodConfig | dict | None = None,
+        **kwargs,
+    ):
+        super().__init__(config, method, seed, **kwargs)
+        config = dict(dataclasses.asdict(self.task_config))
         if embeddings is not None:
             embeddings = np.asarray(embeddings, np.float32)
             if embeddings.ndim != 2 or embeddings.shape[1] != EMBED_DIM:
                 raise ValueError(f"`embeddings` must be [V, {EMBED_DIM}]. Received: shape={embeddings.shape}")
             config["vocab_size"] = int(embeddings.shape[0])
         self.task_config = c = L2XConfig(**config)
-        self.seed = seed
+        m = self.method
+        if m.gradient not in METHODS:
+            raise ValueError(f"L2X's method.gradient must be one of {METHODS}. Received: gradient={m.gradient!r}")
+        if m.gradient in ("l2x", "softsub") and m.projection != "none":
+            raise ValueError(
+                f"`method.projection` must be 'none' for method.gradient {m.gradient!r} (a relaxation, not a solver). "
+                f"Received: projection={m.projection!r}"
+            )
         self.embedding = keras.layers.Embedding(c.vocab_size, EMBED_DIM, trainable=False, name="embedding")
         self.embedding.build((None, c.max_len))
         if embeddings is not None:
@@ -217,23 +174,22 @@ class L2X(keras.Model):
         self.predictor_hidden = keras.layers.Dense(c.predictor_hidden, activation="relu", name="predictor_hidden")
         self.predictor_out = keras.layers.Dense(1, activation="sigmoid", name="predictor_out")
         self.solver = solvers.TopK(k=c.k)
-        self.noise_layer = None
-        self.projection = None
-        if c.method in ("identity", "imle"):
-            if c.method == "identity":
-                self.noise_layer = SumOfGammaNoise(
-                    c.k, c.tau, c.s, c.noise_variant, at_inference=False, seed=seed, name="sog_noise"
-                )
-            if c.projection != "none":
-                self.projection = layers.ProjectionLayer(c.projection, solver=self.solver, name="projection")
-            gradient = (
-                gradients.IMLE(lam=c.lam, noise=c.sum_of_gamma(), sample_at_inference=False)
-                if c.method == "imle"
-                else gradients.Identity()
-            )
-            self.select_layer = layers.SolverLayer(self.solver, gradient=gradient, seed=seed + 1, name="solver")
-        else:
-            self.select_layer = RelaxedSubset(c.k, c.method, c.temperature, seed=seed + 1, name="relaxed_subset")
+        # the layers' names and seeds are release 0.1's, so that its saved models load into these attributes
+        self.noise_layer = method_lib.perturbation_layer(m, self.solver, seed=seed)
+        self.projection = method_lib.projection_layer(m, self.solver)
+        self.select_layer = method_lib.selection_layer(m, self.solver, seed=seed + 1)
+
+    @classmethod
+    def legacy_method(cls, values: dict) -> MethodConfig:
+        """Release 0.1's L2X: Sum-of-Gamma noise for identity and I-MLE, drawn when training only."""
+        noise = "sum_of_gamma" if values.get("gradient") in ("identity", "imle") else "none"
+        return MethodConfig(**values, noise=noise)
+
+    def default_loss(self):
+        return mse
+
+    def default_metrics(self):
+        return [mse]
 
     # --- pieces
     def logits(self, token_ids, training=None):
@@ -265,8 +221,6 @@ class L2X(keras.Model):
     def call(self, token_ids, training=None):
         return self.predict_from_mask(token_ids, self.select(token_ids, training=training))
 
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.task_config), "seed": self.seed}
 
 
 # ------------------------------------------------------------------------------------------ losses / metrics
@@ -301,3 +255,18 @@ def selected_words(model: L2X, token_ids, vocabulary) -> list[list[str]]:
     """The selected words of each review (hard top-k), in text order."""
     mask = np.asarray(model.select(np.asarray(token_ids), training=False))
     return [[vocabulary[t] for t, m in zip(ids, row) if m > 0.5] for ids, row in zip(np.asarray(token_ids), mask)]
+
+
+__all__ = [
+    "EMBED_DIM",
+    "L2X",
+    "L2XConfig",
+    "LEGACY_DEFAULTS",
+    "LEGACY_METHOD_KEYS",
+    "MAX_LEN",
+    "METHODS",
+    "RelaxedSubset",
+    "mse",
+    "rationale_precision",
+    "selected_words",
+]

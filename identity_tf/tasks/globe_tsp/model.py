@@ -7,8 +7,9 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from identity_tf import solvers
-from identity_tf.tasks.common import MethodConfig, TaskModel, solver_block
+from identity_tf import losses, metrics, solvers
+from identity_tf.method import MethodConfig, solver_block
+from identity_tf.tasks.model_base import TaskModel
 
 FLAG_SHAPE = (20, 40, 3)
 DISTANCES = ("arc", "chord")
@@ -155,33 +156,32 @@ class GlobeTSP(TaskModel):
             x = block(x, training=training)
         return x
 
+    def default_loss(self):
+        """The Hamming loss between tours (a sum over entries, see :class:`identity_tf.losses.HammingLoss`)."""
+        return losses.HammingLoss()
 
+    def default_metrics(self):
+        """``tour_accuracy`` (exact tours) and ``edge_accuracy`` (the fraction of true edges predicted)."""
+        return [metrics.Overlap(name="edge_accuracy"), metrics.ExactMatch(name="tour_accuracy")]
+
+
+# The compiled loss and metrics of models saved by release 0.1 (their model.keras names these functions).
 @keras.saving.register_keras_serializable(package="identity_tf.globe_tsp")
 def hamming_loss(y_true, y_pred):
-    """L1 loss between tours, per example: ``sum |A_pred - A_true|`` over the ``k x k`` entries.
-
-    A sum, not a mean, as in the Blackbox-Backprop code: BB's ``lambda`` perturbs the costs by
-    ``lambda * dl/dy``, so the loss scale sets the perturbation size (with a per-entry mean, ``lambda = 20``
-    perturbed by ``20 / k^2`` of the intended amount and BB's gradient was mostly zero). Adam is insensitive to the
-    scale, so Identity trains the same either way.
-    """
-    y_true = tf.cast(y_true, y_pred.dtype)
-    return tf.reduce_sum(tf.abs(y_pred - y_true), axis=[1, 2])
+    """Release 0.1's compiled loss: :func:`identity_tf.losses.hamming` (a sum over the ``k x k`` entries)."""
+    return losses.hamming(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.globe_tsp")
 def edge_accuracy(y_true, y_pred):
-    """Fraction of the true tour's k edges that the predicted tour contains, per example."""
-    y_true = tf.cast(y_true, y_pred.dtype)
-    k = tf.cast(tf.shape(y_true)[-1], y_pred.dtype)
-    return tf.reduce_sum(y_true * tf.round(y_pred), axis=[1, 2]) / (2.0 * k)
+    """Release 0.1's metric: :func:`identity_tf.metrics.overlap` of tours."""
+    return metrics.overlap(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.globe_tsp")
 def tour_accuracy(y_true, y_pred):
-    """1 if the predicted tour is exactly the true one, else 0, per example."""
-    y_true = tf.cast(y_true, y_pred.dtype)
-    return tf.cast(tf.reduce_all(tf.equal(tf.round(y_pred), y_true), axis=[1, 2]), y_pred.dtype)
+    """Release 0.1's metric: :func:`identity_tf.metrics.exact_match` of tours."""
+    return metrics.exact_match(y_true, y_pred)
 
 
 class CostNorm(keras.callbacks.Callback):

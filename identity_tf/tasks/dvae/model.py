@@ -5,7 +5,7 @@ x 20; a k-hot sample per group (TopK(10) along the last axis); decoder Dense 256
 The N-ELBO per example is ``sum_pixels BCE(x, sigmoid(decoder logits)) + sum_groups KL(q || uniform(1/20))`` with
 ``q = softmax(raw encoder logits)`` per group and ``log(q + 1e-20)`` as in the original code.
 
-How the sample is drawn and differentiated (``DVAEConfig.method``):
+How the sample is drawn and differentiated (``method.gradient``, the run config's ``method:`` section):
 
 * ``"identity"`` (the paper): ``logits + SoG noise -> [projection] -> TopK`` with the Identity backward pass;
   the projection (``"none" | "mean" | "norm" | "std"``) acts before the solver, so autodiff applies ``P'^T`` to
@@ -20,15 +20,15 @@ For ``imle`` and ``gumbel_st`` the projection (if any) acts on the logits before
 
 Noise at evaluation: the original notebook kept the Sum-of-Gamma noise on when it measured the test N-ELBO, i.e.
 it reports the N-ELBO of *sampled* latents (the quantity the ELBO is an expectation over). We do the same by default
-(``eval_noise=True``: the noise of every method is also drawn in ``model.evaluate``/``predict``, so ``val_nelbo``
-and the test N-ELBO are comparable with the paper); ``eval_noise=False`` evaluates the noise-free top-k (mode) of the
+(``method.noise_at_inference: true`` in ``configs/dvae``: the noise of every method is also drawn in
+``model.evaluate``/``predict``, so ``val_nelbo`` and the test N-ELBO are comparable with the paper); ``false`` evaluates the noise-free top-k (mode) of the
 logits instead.
 
 Losses under ``model.fit``: the model returns the 784 decoder logits. The reconstruction term is the compiled loss
 :func:`negative_elbo` (it sees only ``y_true``/``y_pred``); the KL term is added by the model in ``call`` with
 ``add_loss`` (Keras scales it for ``tf.distribute`` as it scales compiled losses), and :meth:`DiscreteVAE.compute_loss`
-records the per-example averages as the metrics ``nelbo`` (= the total loss), ``kl`` and ``bce``. Compile with
-``loss=negative_elbo`` (the trainer does).
+records the per-example averages as the metrics ``nelbo`` (= the total loss), ``kl`` and ``bce``. The model owns
+its loss: ``model.compile(optimizer)`` uses :func:`negative_elbo`.
 """
 
 from __future__ import annotations
@@ -40,129 +40,73 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from identity_tf import gradients, layers, solvers
-from identity_tf import noise as noise_lib
-from identity_tf.tasks.common import SumOfGammaNoise, as_config
+from identity_tf import method as method_lib
+from identity_tf import solvers
+from identity_tf.layers import GumbelSoftmaxTopK  # noqa: F401  (its home until 0.2; kept importable)
+from identity_tf.method import MethodConfig
+from identity_tf.tasks.model_base import TaskModel
 
 GROUPS = 20
 GROUP_SIZE = 20
 LATENT = GROUPS * GROUP_SIZE
 PIXELS = 784
 METHODS = ("identity", "imle", "gumbel_st")
-PROJECTIONS = ("none", "mean", "norm", "std")
 PROJECTION_SCOPES = ("example", "group")
 LOG_EPSILON = 1e-20
 
 
 @dataclasses.dataclass
 class DVAEConfig:
-    """Model settings of the DVAE task.
+    """Model settings of the DVAE task (the method is the ``method:`` section, :class:`identity_tf.method.MethodConfig`).
 
     Attributes:
-        method: "identity" (the paper), "imle" (Niepert et al. 2021) or "gumbel_st" (straight-through
-            Gumbel-softmax top-k).
-        projection: "none", "mean", "norm" or "std", per example over all 400 logits, before the solver.
-        noise_variant: Sum-of-Gamma parameterisation: "paper" (eq. 23, Gamma scale k/i) or "dvae_notebook"
-            (the paper's notebook, scale i/k: about 6x narrower noise). Used by "identity" and "imle".
         k: Ones per group (1 <= k <= 20).
-        tau, s: Sum-of-Gamma temperature and number of terms.
-        lam: I-MLE lambda.
-        temperature: Gumbel-softmax temperature ("gumbel_st").
-        eval_noise: Draw the noise also at evaluation (the original's choice; see the module docstring).
         projection_scope: What one projection acts on: "example" (all 400 logits of an example, the package's
             convention for projections) or "group" (each group of 20 separately, as the paper's DVAE notebook
             did: it reshaped the logits to ``[B * 20, 20]`` before projecting). Both leave every group's top-k
             unchanged (each group's k-hot solutions lie on their own hyperplane ``<1, y_g> = k``).
     """
 
-    method: str = "identity"
-    projection: str = "std"
-    noise_variant: str = "paper"
     k: int = 10
-    tau: float = 10.0
-    s: int = 10
-    lam: float = 10.0
-    temperature: float = 1.0
-    eval_noise: bool = True
     projection_scope: str = "example"
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"`model.method` must be one of {METHODS}. Received: method={self.method!r}")
-        if self.projection not in PROJECTIONS:
-            raise ValueError(
-                f"`model.projection` must be one of {PROJECTIONS}. Received: projection={self.projection!r}"
-            )
-        if self.noise_variant not in noise_lib.SumOfGamma.VARIANTS:
-            raise ValueError(
-                f"`model.noise_variant` must be one of {noise_lib.SumOfGamma.VARIANTS}. "
-                f"Received: noise_variant={self.noise_variant!r}"
-            )
-        for name, low, high in (("k", 1, GROUP_SIZE), ("s", 1, None)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
-                bound = f"an integer in [{low}, {high}]" if high else f"an integer >= {low}"
-                raise ValueError(f"`model.{name}` must be {bound}. Received: {name}={value!r}")
-        for name in ("tau", "lam", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"`model.{name}` must be a positive number. Received: {name}={value!r}")
-            setattr(self, name, float(value))
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= GROUP_SIZE:
+            raise ValueError(f"`model.k` must be an integer in [1, {GROUP_SIZE}]. Received: k={self.k!r}")
         if self.projection_scope not in PROJECTION_SCOPES:
             raise ValueError(
                 f"`model.projection_scope` must be one of {PROJECTION_SCOPES}. "
                 f"Received: projection_scope={self.projection_scope!r}"
             )
-        if not isinstance(self.eval_noise, bool):
-            raise ValueError(f"`model.eval_noise` must be true or false. Received: eval_noise={self.eval_noise!r}")
-
-    def sum_of_gamma(self) -> noise_lib.SumOfGamma:
-        return noise_lib.SumOfGamma(k=self.k, tau=self.tau, s=self.s, variant=self.noise_variant)
 
 
-# ------------------------------------------------------------------------------------------------ layers
-@keras.saving.register_keras_serializable(package="identity_tf.dvae")
-class GumbelSoftmaxTopK(keras.layers.Layer):
-    """Straight-through Gumbel-softmax top-k along the last axis.
+# Release 0.1 kept the method in the model section: old name -> MethodConfig field, and the old defaults.
+LEGACY_METHOD_KEYS = {
+    "method": "gradient",
+    "projection": "projection",
+    "noise_variant": "noise_variant",
+    "tau": "noise_tau",
+    "s": "noise_s",
+    "lam": "lam",
+    "temperature": "temperature",
+    "eval_noise": "noise_at_inference",
+}
+LEGACY_DEFAULTS = {
+    "method": "identity",
+    "projection": "std",
+    "noise_variant": "paper",
+    "tau": 10.0,
+    "s": 10,
+    "lam": 10.0,
+    "temperature": 1.0,
+    "eval_noise": True,
+}
 
-    Forward: the k-hot top-k of ``z = logits + G`` (G standard Gumbel). Backward: the gradient of
-    ``softmax(z / temperature)`` (the straight-through estimator; the forward value is exactly k-hot). Noise is drawn when training and,
-    if ``at_inference``, at inference too (otherwise the forward is the top-k of the logits).
-    """
 
-    def __init__(self, k=10, temperature=1.0, at_inference=True, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.k, self.temperature, self.at_inference, self.seed = int(k), float(temperature), bool(at_inference), seed
-        self.solver = solvers.TopK(k=self.k)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, logits, training=None):
-        z = logits
-        if training or self.at_inference:
-            z = logits + noise_lib.Gumbel().sample(tf.shape(logits), seed=self.seed_generator, dtype=logits.dtype)
-        solver, temperature = self.solver, self.temperature
-
-        @tf.custom_gradient
-        def straight_through(z):
-            def backward(upstream):  # vector-Jacobian product of softmax(z / T) along the last axis
-                soft = tf.nn.softmax(z / temperature, axis=-1)
-                return soft * (upstream - tf.reduce_sum(upstream * soft, axis=-1, keepdims=True)) / temperature
-
-            return tf.cast(solver(z), z.dtype), backward  # exactly k-hot (no hard + soft - soft round-off)
-
-        return straight_through(z)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "k": self.k,
-            "temperature": self.temperature,
-            "at_inference": self.at_inference,
-            "seed": self.seed,
-        }
+def legacy_method(values: dict) -> MethodConfig:
+    """The method of a release-0.1 DVAE model section (Sum-of-Gamma noise for identity and I-MLE)."""
+    noise = "sum_of_gamma" if values.get("gradient") in ("identity", "imle") else "none"
+    return MethodConfig(**values, noise=noise)
 
 
 # ------------------------------------------------------------------------------------------------- losses
@@ -189,30 +133,37 @@ def _replicas() -> int:
 
 # -------------------------------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="identity_tf")
-class DiscreteVAE(keras.Model):
+class DiscreteVAE(TaskModel):
     """Encoder -> 20 x TopK(k) latent through a solver -> decoder (see the module docstring).
 
     Call arguments:
         x: ``[B, 784]`` grey levels in [0, 1].
-        training: Training mode (noise; also at inference when ``config.eval_noise``).
+        training: Training mode (noise; also at inference when ``method.noise_at_inference``).
 
     Returns:
         Decoder logits ``[B, 784]``. The KL term of the batch is added with ``add_loss``.
 
     Example:
     >>> import numpy as np
-    >>> model = DiscreteVAE({"method": "identity", "projection": "std"}, seed=0)
+    >>> from identity_tf.method import MethodConfig
+    >>> method = MethodConfig(gradient="identity", projection="std", noise="sum_of_gamma", noise_at_inference=True)
+    >>> model = DiscreteVAE({"k": 10}, seed=0, method=method)
     >>> model(np.zeros([2, 784], "float32")).shape
     TensorShape([2, 784])
     >>> int(model.latent(np.zeros([2, 784], "float32")).numpy().sum(axis=-1).max())
     10
     """
 
-    def __init__(self, config: DVAEConfig | dict | None = None, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.task_config = as_config(DVAEConfig, config)
-        self.seed = seed
-        c = self.task_config
+    config_class = DVAEConfig
+    legacy_method_keys = (LEGACY_METHOD_KEYS, LEGACY_DEFAULTS)
+
+    def __init__(
+        self, config: DVAEConfig | dict | None = None, seed: int = 0, method: MethodConfig | dict | None = None, **kwargs
+    ):
+        super().__init__(config, method, seed, **kwargs)
+        c, m = self.task_config, self.method
+        if m.gradient not in METHODS:
+            raise ValueError(f"The DVAE's method.gradient must be one of {METHODS}. Received: gradient={m.gradient!r}")
         self.encoder = keras.Sequential(
             [
                 keras.layers.Dense(512, activation="relu"),
@@ -230,28 +181,21 @@ class DiscreteVAE(keras.Model):
             name="decoder",
         )
         self.solver = solvers.TopK(k=c.k)
-        self.noise_layer = None
-        if c.method == "identity":
-            self.noise_layer = SumOfGammaNoise(
-                c.k, c.tau, c.s, c.noise_variant, at_inference=c.eval_noise, seed=seed, name="sog_noise"
-            )
-        self.projection = None
-        if c.projection != "none":
-            self.projection = layers.ProjectionLayer(c.projection, solver=self.solver, name="projection")
-        if c.method == "gumbel_st":
-            self.select_layer = GumbelSoftmaxTopK(
-                c.k, c.temperature, at_inference=c.eval_noise, seed=seed + 1, name="gumbel_topk"
-            )
-        else:
-            gradient = (
-                gradients.IMLE(lam=c.lam, noise=c.sum_of_gamma(), sample_at_inference=c.eval_noise)
-                if c.method == "imle"
-                else gradients.Identity()
-            )
-            self.select_layer = layers.SolverLayer(self.solver, gradient=gradient, seed=seed + 1, name="solver")
+        # the layers' names and seeds are release 0.1's, so that its saved models load into these attributes
+        self.noise_layer = method_lib.perturbation_layer(m, self.solver, seed=seed)
+        self.projection = method_lib.projection_layer(m, self.solver)
+        self.select_layer = method_lib.selection_layer(m, self.solver, seed=seed + 1)
         self.nelbo_tracker = keras.metrics.Mean(name="nelbo")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.bce_tracker = keras.metrics.Mean(name="bce")
+
+    @classmethod
+    def legacy_method(cls, values: dict) -> MethodConfig:
+        return legacy_method(values)
+
+    def default_loss(self):
+        """The reconstruction term :func:`negative_elbo` (the KL term is the model's ``add_loss``)."""
+        return negative_elbo
 
     # --- pieces (public so tests and notebooks can look inside)
     def encode(self, x):
@@ -307,8 +251,6 @@ class DiscreteVAE(keras.Model):
         """Reconstructed grey levels ``sigmoid(decoder logits)`` ``[B, 784]``."""
         return tf.sigmoid(self(x, training=training))
 
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.task_config), "seed": self.seed}
 
 
 # ------------------------------------------------------------------------------------- gradient diagnostics
@@ -330,9 +272,9 @@ def gradient_alignment(model: DiscreteVAE, x, training: bool = True) -> dict[str
     Returns:
         ``{"cosine": scalar, "norm_ratio": scalar}``.
     """
-    if model.task_config.method != "identity":
+    if model.method.gradient != "identity":
         raise ValueError(
-            f"Gradient alignment is defined for method 'identity'. Received: method={model.task_config.method!r}"
+            f"Gradient alignment is defined for method 'identity'. Received: method.gradient={model.method.gradient!r}"
         )
     x = tf.convert_to_tensor(x, tf.float32)
     w = model.perturb(model.encode(x), training=training)
@@ -425,3 +367,26 @@ def plot_reconstructions(model: DiscreteVAE, images, path, n: int = 10) -> pathl
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+__all__ = [
+    "DVAEConfig",
+    "DiscreteVAE",
+    "GROUPS",
+    "GROUP_SIZE",
+    "GradientAlignment",
+    "GumbelSoftmaxTopK",
+    "LATENT",
+    "LEGACY_DEFAULTS",
+    "LEGACY_METHOD_KEYS",
+    "LOG_EPSILON",
+    "METHODS",
+    "PIXELS",
+    "PROJECTION_SCOPES",
+    "gradient_alignment",
+    "kl_to_uniform",
+    "legacy_method",
+    "mean_gradient_alignment",
+    "negative_elbo",
+    "plot_reconstructions",
+]
