@@ -18,13 +18,13 @@ A third variant, ``solver_xla``, is the graph-mode step with the model's pure-TF
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import pathlib
 import platform
 import statistics
 import sys
 import time
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -37,7 +37,8 @@ import tensorflow as tf  # noqa: E402
 
 from identity_tf import execution, train  # noqa: E402
 from identity_tf.solvers.tsp import TSP  # noqa: E402
-from identity_tf.tasks import l2x  # noqa: E402
+from identity_tf.tasks import l2x, registry  # noqa: E402
+from identity_tf.tasks.registry import TaskData  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,11 +82,12 @@ MODELS = {
 def build(name: str, jit: bool, x, solvers_alone: bool = False):
     path, _ = MODELS[name]
     config = train.load_config(REPO / path, overrides={"train.jit_compile": jit})
-    spec = train.TASKS[config.task]
+    task = registry.get(config.task)
+    data = None
     if config.task == "l2x":  # zero word vectors instead of building the reviews dataset
-        spec = dataclasses.replace(spec, build_model=lambda c: l2x.L2X(c.model, seed=c.train.seed))
+        data = TaskData({}, types.SimpleNamespace(embeddings=np.zeros([config.model.vocab_size, l2x.EMBED_DIM])))
     keras.utils.set_random_seed(0)
-    model = train.build_and_compile(config, spec, tf.distribute.get_strategy(), sample=x)
+    model = train.build_and_compile(config, task, tf.distribute.get_strategy(), data, sample=x)
     assert model.jit_compile is jit, (name, jit, model.jit_compile)
     if solvers_alone:
         execution.compile_solvers(model)

@@ -192,7 +192,9 @@ def _reproduce(args) -> int:
 
 def _data_parser(task) -> argparse.ArgumentParser:
     """The flags of ``identity-tf data <task>`` (the task's :attr:`~identity_tf.tasks.Task.data_options`)."""
-    parser = argparse.ArgumentParser(prog=f"identity-tf data {task.name}", description=task.description)
+    parser = argparse.ArgumentParser(
+        prog=f"identity-tf data {task.name}", description=task.description, exit_on_error=False
+    )
     for option in task.data_options:
         parser.add_argument(
             f"--{option.name.replace('_', '-')}",
@@ -213,15 +215,16 @@ def _data(args) -> int:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     parser = _data_parser(task)
+    flags = ", ".join(f"--{o.name.replace('_', '-')}" for o in task.data_options) or "none"
     try:
-        options = vars(parser.parse_args(args.options))
-    except SystemExit as stop:  # --help, or a flag this task does not take (argparse printed why)
-        if stop.code == 0:
-            return 0
-        flags = ", ".join(f"--{o.name.replace('_', '-')}" for o in task.data_options) or "none"
+        known, unknown = parser.parse_known_args(args.options)
+    except argparse.ArgumentError as error:
+        raise ConfigError(f"`identity-tf data {task.name}`: {error}. Received: {' '.join(args.options)}") from None
+    if unknown:
         raise ConfigError(
-            f"`identity-tf data {task.name}` takes the flags: {flags}. Received: {' '.join(args.options)}"
-        ) from None
+            f"`identity-tf data {task.name}` takes the flags: {flags}. Received: {' '.join(unknown)}"
+        )
+    options = vars(known)
     for name, value in options.items():
         if isinstance(value, int) and value < (0 if name == "seed" else 1):
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {0 if name == 'seed' else 1}. Received: {value}")

@@ -7,9 +7,9 @@ README's results tables are generated from them:
 
 .. code-block:: bash
 
-    identity-tf reproduce globe_tsp --export runs/reproduce_globe_tsp   # copy the small files into results/
-    identity-tf reproduce globe_tsp --report                            # print the table from results/
-    identity-tf reproduce globe_tsp --report --write-readme             # and replace README's block
+    identity-tf reproduce TASK --export runs/reproduce_TASK   # copy the small files into results/
+    identity-tf reproduce TASK --report                       # print the table from results/
+    identity-tf reproduce TASK --report --write-readme        # and replace README's block
 
 README holds each task's table between ``<!-- results:<task> -->`` and ``<!-- /results:<task> -->``;
 ``tests/test_report.py`` regenerates every block from ``results/`` and fails when README differs.

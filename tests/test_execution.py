@@ -12,7 +12,8 @@ import tensorflow as tf
 
 import identity_tf as itf
 from identity_tf import execution, train
-from identity_tf.tasks.common import SumOfGammaNoise
+from identity_tf.layers import SumOfGammaNoise
+from identity_tf.tasks import registry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -123,10 +124,10 @@ def test_xla_with_mirrored_cpu_replicas_still_fails_and_the_policy_trains():
 )
 def test_trainer_resolves_auto_with_the_policy(config, expected):
     config = train.load_config(ROOT / config, overrides={"train.jit_compile": "auto"})
-    spec = train.TASKS[config.task]
-    model = train.build_and_compile(config, spec, tf.distribute.get_strategy())
+    task = registry.get(config.task)
+    model = train.build_and_compile(config, task, tf.distribute.get_strategy(), data=None)
     assert model.jit_compile is expected
-    assert train.build_and_compile(config, spec, mirrored()).jit_compile is False
+    assert train.build_and_compile(config, task, mirrored(), data=None).jit_compile is False
 
 
 def test_compile_solvers_keeps_results_checks_and_saving(tmp_path):

@@ -24,7 +24,8 @@ import pytest
 import tensorflow as tf
 
 from identity_tf import train
-from identity_tf.tasks import l2x, l2x_spec
+from identity_tf.tasks import l2x, registry
+from identity_tf.tasks.l2x import task as l2x_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DVAE = ROOT / "configs" / "dvae" / "identity_std.yaml"
@@ -81,9 +82,10 @@ def run_two_workers(config_path, run, data_dir, overrides):
 
 def evaluate_single_device(config, weights_path):
     """Test metrics of ``weights_path`` evaluated by Keras on one device (the reference for the multi-worker run)."""
-    spec = train.TASKS[config.task]
-    splits, _ = spec.datasets(config)
-    model = train.build_and_compile(config, spec, tf.distribute.get_strategy(), sample=next(iter(splits["train"]))[0])
+    task = registry.get(config.task)
+    data = task.datasets(config)
+    splits = data.splits
+    model = train.build_and_compile(config, task, tf.distribute.get_strategy(), data, sample=next(iter(splits["train"]))[0])
     model.load_weights(str(weights_path))
     return model.evaluate(splits["test"], return_dict=True, verbose=0)
 
@@ -115,7 +117,7 @@ def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir):
         "data.max_test": 41,
         "train.epochs": 2,
         "train.batch_size": 20,
-        "model.eval_noise": False,  # deterministic evaluation, so the single-device reference is exact
+        "method.noise_at_inference": False,  # deterministic evaluation, so the single-device reference is exact
     }
     run = tmp_path / "run"
     metrics = run_two_workers(DVAE, run, data_dir, overrides)

@@ -15,6 +15,8 @@ import tensorflow as tf
 import yaml
 
 from identity_tf import cli, train
+from identity_tf.tasks import registry
+from identity_tf.tasks.globe_tsp import corrupt_labels
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GLOBE = ROOT / "configs" / "globe_tsp" / "tsp5_identity_noise0.2.yaml"
@@ -82,12 +84,12 @@ def test_quick_block_and_overrides():
 
 def test_corrupt_labels_flips_symmetric_entries_at_rate_rho_over_k():
     tours = np.zeros((4000, 5, 5), np.uint8)
-    corrupted = train.corrupt_labels(tours, rho=1.0, seed=0)
+    corrupted = corrupt_labels(tours, rho=1.0, seed=0)
     np.testing.assert_array_equal(corrupted, np.swapaxes(corrupted, 1, 2))
     assert np.all(np.diagonal(corrupted, axis1=1, axis2=2) == 0)
     upper = corrupted[:, np.triu_indices(5, 1)[0], np.triu_indices(5, 1)[1]]
     assert abs(upper.mean() - 1.0 / 5) < 0.01
-    np.testing.assert_array_equal(train.corrupt_labels(tours, 1.0, seed=0), corrupted)
+    np.testing.assert_array_equal(corrupt_labels(tours, 1.0, seed=0), corrupted)
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -115,7 +117,7 @@ def test_noise_schedule_switches_margin_off(data_dir):
     import keras
 
     config = tiny_globe(data_dir)
-    model = train.TASKS["globe_tsp"].build_model(config)
+    model = registry.get("globe_tsp").build_model(config, None)
     schedule = train.NoiseSchedule(alpha=0.2, noise_epochs=1)
     schedule.set_model(model)
     margins = train._margin_layers(model)
@@ -159,9 +161,10 @@ def test_huge_learning_rate_diverges_under_xla(tmp_path, data_dir, capsys):
     sizes = {"data.data_dir": data_dir, "data.num_train": 200, "data.num_test": 40, "train.batch_size": 20}
     sizes["train.jit_compile"] = True  # XLA, as "auto" chose for this model when the divergence was reported
     config = train.load_config(GLOBE, {**sizes, "train.learning_rate": 1e30})
-    spec = train.TASKS["globe_tsp"]
-    splits, _ = spec.datasets(config)
-    model = train.build_and_compile(config, spec, tf.distribute.get_strategy(), sample=next(iter(splits["train"]))[0])
+    task = registry.get("globe_tsp")
+    data = task.datasets(config)
+    splits = data.splits
+    model = train.build_and_compile(config, task, tf.distribute.get_strategy(), data, sample=next(iter(splits["train"]))[0])
     assert model.jit_compile is True  # the run below is XLA-compiled
     run = tmp_path / "run"
     argv = ["train", str(GLOBE), "--out", str(run), "--quiet", "--set", "train.learning_rate=1e30"]
@@ -272,10 +275,10 @@ def test_reproduce_columns_figures_and_seed_keys(tmp_path, monkeypatch):
         seen.append((config.train.seed, config.data.split_seed, config.train.epochs))
         run_dir = pathlib.Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if config.model.method == "imle" and config.train.seed == 1:
+        if config.method.gradient == "imle" and config.train.seed == 1:
             raise train.TrainingDiverged("Training diverged in epoch 1 (fake).")
         test = {"mse": 0.01 * (1 + config.train.seed)}
-        if config.model.method == "identity":
+        if config.method.gradient == "identity":
             test["rationale_precision"] = 0.5 + 0.1 * config.train.seed
         (run_dir / "metrics.json").write_text(json.dumps({"test": test}))
         (run_dir / "history.csv").write_text("epoch,loss,val_loss\n0,2.0,3.0\n1,1.0,2.5\n")

@@ -12,8 +12,9 @@ import tensorflow as tf
 import yaml
 
 from identity_tf import train
-from identity_tf.tasks import dvae, dvae_spec
-from identity_tf.tasks.common import MethodConfig
+from identity_tf.method import MethodConfig
+from identity_tf.tasks import dvae
+from identity_tf.tasks.dvae import task as dvae_task_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "dvae"
@@ -194,33 +195,43 @@ def test_noise_at_evaluation_follows_eval_noise():
 @pytest.mark.parametrize(
     "values,match",
     [
-        ({"method": "blackbox"}, "model.method"),
-        ({"projection": "auto"}, "model.projection"),
-        ({"noise_variant": "rate"}, "model.noise_variant"),
+        ({"method": "blackbox"}, "method.gradient must be one of"),
+        ({"projection": "spread"}, "method.projection"),
+        ({"noise_variant": "rate"}, "method.noise_variant"),
         ({"k": 0}, "model.k"),
         ({"k": 21}, "model.k"),
         ({"k": 2.5}, "model.k"),
-        ({"s": 0}, "model.s"),
-        ({"tau": 0.0}, "model.tau"),
-        ({"lam": -1.0}, "model.lam"),
-        ({"temperature": 0}, "model.temperature"),
-        ({"eval_noise": "yes"}, "model.eval_noise"),
+        ({"s": 0}, "method.noise_s"),
+        ({"tau": 0.0}, "method.noise_tau"),
+        ({"lam": -1.0}, "method.lam"),
+        ({"temperature": 0}, "method.temperature"),
         ({"projection_scope": "batch"}, "model.projection_scope"),
     ],
 )
 def test_config_errors(values, match):
+    """Release 0.1's model dicts (method keys under ``model``) are read through the new schema's checks."""
     with pytest.raises(ValueError, match=match):
-        dvae.DVAEConfig(**values)
+        dvae.DiscreteVAE(values)
 
 
-def test_data_config_errors_and_method_section():
+def test_data_config_errors_and_method_in_two_places():
     with pytest.raises(ValueError, match="data.val_size"):
-        dvae_spec.DVAEData(val_size=60000)
+        dvae_task_lib.DVAEData(val_size=60000)
     with pytest.raises(ValueError, match="data.max_train"):
-        dvae_spec.DVAEData(max_train=0)
-    config = train.RunConfig("dvae", dvae_spec.DVAEData(), dvae.DVAEConfig(), MethodConfig(gradient="imle"), None)
-    with pytest.raises(ValueError, match="leave the `method` section empty"):
-        dvae_spec.build_model(config)
+        dvae_task_lib.DVAEData(max_train=0)
+    old_and_new = {"task": "dvae", "model": {"method": "imle"}, "method": {"gradient": "imle", "noise": "gumbel"}}
+    with pytest.raises(train.ConfigError, match="both `model`"):
+        train.load_config(old_and_new)
+
+
+def test_release_0_1_config_means_what_it_meant():
+    """An old DVAE config (method keys in `model`, eval_noise default true) loads as the equivalent new one."""
+    with pytest.warns(DeprecationWarning, match="write it as"):
+        old = train.load_config({"task": "dvae", "model": {"method": "imle", "projection": "none", "lam": 5.0}})
+    expected = MethodConfig(
+        gradient="imle", projection="none", lam=5.0, noise="sum_of_gamma", noise_at_inference=True
+    )
+    assert old.method == expected and old.model == dvae.DVAEConfig()
 
 
 def test_model_round_trips_through_keras_file(tmp_path):
@@ -238,7 +249,6 @@ def test_model_round_trips_through_keras_file(tmp_path):
 def dvae_task(monkeypatch, tmp_path):
     from identity_tf.datasets import cache, mnist
 
-    monkeypatch.setitem(train.TASKS, "dvae", dvae_spec.task_spec())
     monkeypatch.setattr(mnist, "KERAS_CACHE", tmp_path / "no-keras" / "mnist.npz")
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -267,13 +277,14 @@ def test_shipped_configs_validate(dvae_task):
         sgd = path.stem.endswith("_sgd")
         assert config.train.batch_size == 100 and config.train.epochs == 100
         assert (config.train.optimizer, config.train.learning_rate) == (("sgd", 1e-2) if sgd else ("adam", 1e-3))
-        assert config.method == MethodConfig()
-        if config.model.method == "identity":
-            assert config.model.projection_scope == "group" and config.model.noise_variant == "dvae_notebook"
+        assert config.method.noise_at_inference  # the original protocol: noise on at evaluation
+        if config.method.gradient == "identity":
+            assert config.model.projection_scope == "group" and config.method.noise_variant == "dvae_notebook"
+            assert config.method.noise == "sum_of_gamma"
         quick = train.load_config(path, quick=True)
         assert quick.data.max_train == 10000 and quick.train.epochs == 5
         assert "Gamma" in path.read_text() or "Gumbel" in path.read_text()
-    assert train.load_config(CONFIGS / "imle.yaml").model.method == "imle"
+    assert train.load_config(CONFIGS / "imle.yaml").method.gradient == "imle"
 
 
 def test_train_end_to_end(dvae_task, tmp_path):
@@ -294,7 +305,7 @@ def test_train_end_to_end(dvae_task, tmp_path):
     assert 0.0 < metrics["test"]["grad_cosine"] <= 1.0 + 1e-6 and metrics["test"]["grad_norm_ratio"] > 0
     for name in ("best.weights.h5", "model.keras", "reconstructions.png", "learning_curves.png"):
         assert (run_dir / name).is_file(), name
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["method"] == "identity"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["method"]["gradient"] == "identity"
 
 
 # ------------------------------------------------------------------------------ paper Fig. 7 diagnostics

@@ -1,5 +1,8 @@
 """A toy task registered with the trainer for the run-directory and health tests: seconds per training, no dataset.
 
+It is defined here, outside the package, from the registry alone (:func:`identity_tf.tasks.register`): a new task
+needs no change to any shared file.
+
 Inputs ``x [B, 8]``, labels the top-2 of ``x @ W`` for a fixed ``W``; the model is ``Dense(8) -> Dense(8) ->
 SolverLayer(TopK(2))`` with the Identity gradient and the Hamming loss. ``model.constant`` makes the second Dense a
 frozen zero kernel with a random bias, so every example gets the same solver input (a collapsed model).
@@ -14,6 +17,7 @@ import tensorflow as tf
 
 import identity_tf as itf
 from identity_tf import train
+from identity_tf.tasks import Task, TaskData, register, unregister
 
 CRASH = {"at_epoch": None}  # set by a test: the toy run raises at the start of that epoch (0-based)
 
@@ -53,10 +57,10 @@ def toy_datasets(config):
     arrays = toy_arrays(config.data)
     b = config.train.batch_size
     splits = {name: tf.data.Dataset.from_tensor_slices(arrays[name]).batch(b) for name in ("train", "val", "test")}
-    return splits, arrays
+    return TaskData(splits, arrays)
 
 
-def build_toy(config):
+def build_toy(config, data=None):
     n = config.model.n
     inputs = keras.Input((n,))
     hidden = keras.layers.Dense(n, name="first")(inputs)
@@ -81,6 +85,25 @@ def toy_config(**overrides):
     return train.load_config({"task": "toy"}, values)
 
 
+class ToyTask(Task):
+    data_config = ToyData
+    model_config = ToyModel
+    model_from_data = {"n": "n"}
+    monitor, mode = "val_exact_match", "max"
+
+    def datasets(self, config):
+        return toy_datasets(config)
+
+    def build_model(self, config, data):
+        return build_toy(config, data)
+
+    def compile(self, model, optimizer, jit_compile):  # a plain Keras model: the task names its loss and metrics
+        model.compile(optimizer=optimizer, loss=itf.losses.HammingLoss(), metrics=[exact_match], jit_compile=jit_compile)
+
+    def callbacks(self, model, config, data):
+        return [Crash()]
+
+
 class Toy:
     """What the `toy_task` fixture hands a test."""
 
@@ -88,26 +111,15 @@ class Toy:
     arrays = staticmethod(toy_arrays)
     crash = CRASH
 
-    def __init__(self, spec):
-        self.spec = spec
+    def __init__(self, task):
+        self.task = task
 
 
 @pytest.fixture
-def toy_task(monkeypatch):
-    """Registers the toy task as ``train.TASKS["toy"]`` for one test."""
-    spec = train.TaskSpec(
-        data_cls=ToyData,
-        model_cls=ToyModel,
-        model_from_data={"n": "n"},
-        build_model=build_toy,
-        loss=itf.losses.HammingLoss(),
-        metrics=[exact_match],
-        monitor="val_exact_match",
-        mode="max",
-        datasets=toy_datasets,
-        callbacks=lambda model, config, data: [Crash()],
-    )
-    monkeypatch.setitem(train.TASKS, "toy", spec)
+def toy_task():
+    """Registers the toy task as ``toy`` for one test."""
+    register("toy")(ToyTask)
     CRASH["at_epoch"] = None
-    yield Toy(spec)
+    yield Toy(ToyTask())
     CRASH["at_epoch"] = None
+    unregister("toy")

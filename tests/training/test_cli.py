@@ -97,8 +97,8 @@ def test_help_text_is_complete():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["data", "warcraft", "--k", "5"], "--k does not apply to the warcraft dataset"),
-        (["data", "globe_tsp", "--size", "30"], "--size does not apply to the globe_tsp dataset"),
+        (["data", "warcraft", "--k", "5"], "`identity-tf data warcraft` takes the flags: --size, --num-train, --num-val, --num-test, --seed. Received: --k 5"),
+        (["data", "globe_tsp", "--size", "30"], "`identity-tf data globe_tsp` takes the flags: --k, --num-train, --num-test, --seed. Received: --size 30"),
         (["data", "globe_tsp", "--num-train", "0"], "--num-train must be >= 1. Received: 0"),
         (["demo", "--set", "steps=abc"], "`demo --set` expects KEY=VALUE with KEY in ['alpha'"),
         (["demo", "--set", "epochs=abc"], "`demo.epochs` must be an integer >= 1. Received: epochs='abc' (str)"),
@@ -151,7 +151,7 @@ def test_mirrored_on_one_cpu_device_warns_with_the_replica_count(monkeypatch):
 def test_saved_task_models_load_after_import_identity_tf_alone(tmp_path):
     """model.keras of every task loads in a fresh process that imports only identity_tf (and keras)."""
     from identity_tf.tasks import dvae, globe_tsp, l2x, warcraft
-    from identity_tf.tasks.common import MethodConfig
+    from identity_tf.method import MethodConfig
 
     rng = np.random.default_rng(0)
     models = {

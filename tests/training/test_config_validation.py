@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from identity_tf import train, validation
-from identity_tf.tasks.common import MethodConfig
+from identity_tf.method import MethodConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GLOBE = ROOT / "configs" / "globe_tsp" / "tsp5_identity_noise0.2.yaml"
@@ -50,9 +50,12 @@ def test_integers_are_accepted_for_floats_and_strings_read_as_numbers():
 
 def _sections():
     """Every config dataclass a run config uses: (section, class, keys the trainer fills in)."""
-    for name, spec in sorted(train.TASKS.items()):
-        yield name, "data", spec.data_cls, set()
-        yield name, "model", spec.model_cls, set(spec.model_from_data)
+    from identity_tf.tasks import registry
+
+    for name in registry.names():
+        task = registry.get(name)
+        yield name, "data", task.data_config, set()
+        yield name, "model", task.model_config, set(task.model_from_data)
     yield "globe_tsp", "method", MethodConfig, set()
     yield "globe_tsp", "train", train.TrainConfig, set()
 

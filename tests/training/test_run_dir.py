@@ -41,7 +41,7 @@ def test_finished_run_of_the_same_config_is_not_trained_again(toy_task, tmp_path
     first = train.train(toy_task.config(), run, verbose=0, plots=False)
     assert first["status"] == "ok" and epochs(run) == [0, 1, 2] and not (run / "backup").exists()
     saved = (run / "history.csv").read_text()
-    monkeypatch.setattr(train, "_train_here", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(train, "_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = train.train(toy_task.config(), run, verbose=0, plots=False)
     assert again["reused"] is True and again["test"] == first["test"]
     assert (run / "history.csv").read_text() == saved  # no second copy of the epochs

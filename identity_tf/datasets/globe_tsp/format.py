@@ -81,7 +81,6 @@ class GlobeTSPData:
         return int(self.flags.shape[0])
 
 
-
 def _check_int(value, name: str, low: int, high: int | None = None) -> int:
     if (
         isinstance(value, bool)

@@ -24,16 +24,7 @@ from identity_tf.datasets import protocol
 from identity_tf.datasets.cache import report, sha256_file
 from identity_tf.datasets.warcraft.format import FIELDS, FILES, RECORD, SPLITS, _size, _split_dir, load
 from identity_tf.datasets.warcraft.terrain import generate_terrain, render_maps
-from identity_tf.datasets.warcraft.tiles import (
-    _IMAGES,
-    ARCADE_WHEEL,
-    ATLAS_PATH,
-    TERRAIN_COSTS,
-    TERRAIN_NAMES,
-    TILE,
-    TILE_SOURCES,
-    load_tile_atlas,
-)
+from identity_tf.datasets.warcraft import tiles
 
 #: Version of the map generator, recorded in the manifest; bump it whenever generated files change.
 _GENERATOR_VERSION = 1
@@ -60,20 +51,20 @@ class _PathSolver:
 
 
 def _spec(size, counts, seed) -> dict:
-    name, version, sha256 = ARCADE_WHEEL
+    name, version, sha256 = tiles.ARCADE_WHEEL
     return {
         "dataset": "warcraft_shortest_path (synthetic layout, CC0 textures)",
         "generator_version": _GENERATOR_VERSION,
         "size": size,
         "seed": seed,
         "num_maps": counts,
-        "terrain_costs": dict(zip(TERRAIN_NAMES, TERRAIN_COSTS)),
+        "terrain_costs": dict(zip(tiles.TERRAIN_NAMES, tiles.TERRAIN_COSTS)),
         "labels": "identity_tf.solvers.ShortestPath(neighbourhood=8) of vertex_weights, top-left to bottom-right",
-        "atlas": {"file": "identity_tf/datasets/assets/warcraft_tiles.npz", "sha256": sha256_file(ATLAS_PATH)},
+        "atlas": {"file": "identity_tf/datasets/assets/warcraft_tiles.npz", "sha256": sha256_file(tiles.ATLAS_PATH)},
         "texture_source": {
             "wheel": f"{name}=={version}",
             "wheel_sha256": sha256,
-            "files": {t: [_IMAGES + f for f, *_ in TILE_SOURCES[t]] for t in TERRAIN_NAMES},
+            "files": {t: [tiles._IMAGES + f for f, *_ in tiles.TILE_SOURCES[t]] for t in tiles.TERRAIN_NAMES},
             "author": "Kenney (www.kenney.nl)",
             "licence": "CC0 1.0 Universal",
         },
@@ -95,7 +86,7 @@ def _complete(folder: pathlib.Path, counts: dict, size: int) -> bool:
         for split in SPLITS:
             shapes = {f: np.load(folder / f"{split}_{f}.npy", mmap_mode="r").shape for f in FIELDS}
             n = counts[split]
-            if shapes != {"maps": (n, TILE * size, TILE * size, 3), "shortest_paths": (n, size, size),
+            if shapes != {"maps": (n, tiles.TILE * size, tiles.TILE * size, 3), "shortest_paths": (n, size, size),
                           "vertex_weights": (n, size, size)}:  # fmt: skip
                 return False
     except (OSError, ValueError):
@@ -133,7 +124,7 @@ def _write(tmp: pathlib.Path, size: int, counts: dict, seed: int, atlas: np.ndar
     for split_index, split in enumerate(SPLITS):
         n = counts[split]
         arrays = {
-            "maps": np.lib.format.open_memmap(tmp / f"{split}_maps.npy", "w+", np.uint8, (n, TILE * size, TILE * size, 3)),
+            "maps": np.lib.format.open_memmap(tmp / f"{split}_maps.npy", "w+", np.uint8, (n, tiles.TILE * size, tiles.TILE * size, 3)),
             "shortest_paths": np.lib.format.open_memmap(tmp / f"{split}_shortest_paths.npy", "w+", np.uint8, (n, size, size)),
             "vertex_weights": np.lib.format.open_memmap(tmp / f"{split}_vertex_weights.npy", "w+", np.float32, (n, size, size)),
         }  # fmt: skip
@@ -141,7 +132,7 @@ def _write(tmp: pathlib.Path, size: int, counts: dict, seed: int, atlas: np.ndar
             m = min(_CHUNK, n - start)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(size, split_index, chunk)))
             types = generate_terrain(rng, m, size)
-            weights = np.asarray(TERRAIN_COSTS, np.float32)[types]
+            weights = np.asarray(tiles.TERRAIN_COSTS, np.float32)[types]
             arrays["maps"][start : start + m] = render_maps(rng, types, atlas)
             arrays["vertex_weights"][start : start + m] = weights
             arrays["shortest_paths"][start : start + m] = solver(weights)
@@ -189,7 +180,7 @@ def build(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"Argument `seed` must be a non-negative integer. Received: seed={seed!r}")
     seed = int(seed)
-    atlas = load_tile_atlas()
+    atlas = tiles.load_tile_atlas()
     folder = _split_dir(size, data_dir)
 
     def write(tmp):
