@@ -198,6 +198,9 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
     except ValueError as error:
         raise ConfigError(str(error)) from None
     _check_method_section(sections["method"])
+    # a resolved config (config.yaml) repeats the model keys set from the data; they must agree with it
+    given = {key: sections["model"][key] for key in task.model_from_data if key in sections["model"]}
+    sections["model"] = {key: value for key, value in sections["model"].items() if key not in given}
     classes = {"data": task.data_config, "model": task.model_config, "method": MethodConfig, "train": TrainConfig}
     _check_keys("data", sections["data"], task.data_config)
     _check_keys("model", sections["model"], task.model_config, exclude=tuple(task.model_from_data))
@@ -210,6 +213,11 @@ def load_config(path_or_dict, overrides: dict[str, Any] | None = None, quick: bo
         model_values = dict(values["model"])
         for model_key, data_key in task.model_from_data.items():
             model_values[model_key] = getattr(data, data_key)
+            if model_key in given and given[model_key] != model_values[model_key]:
+                raise ConfigError(
+                    f"`model.{model_key}` is set from `data.{data_key}` ({model_values[model_key]!r}); leave it out. "
+                    f"Received: model.{model_key}={given[model_key]!r}"
+                )
         method = MethodConfig(**values["method"])
         task.check_method(method)
         return RunConfig(
@@ -391,7 +399,7 @@ def train(
             state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite, read_only=True, normalize=normalize)
             if state.status == "finished":
                 return {**state.metrics, "reused": True}
-            return _run(config, task, run_dir, strategy, verbose, plots=False)
+            return _run(config, task, run_dir, strategy, verbose, plots)
     with run_dir_lib.RunLock(run_dir):
         state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite, normalize=normalize)
         if state.status == "finished":
@@ -483,6 +491,8 @@ def _run(config: RunConfig, task: Task, run_dir: pathlib.Path, strategy: str, ve
         run_dir_lib.atomic_write(
             run_dir / "model.keras", lambda tmp: model.save(str(tmp)), needed_bytes=weights_bytes(model)
         )
+    if plots:  # every worker: a task's plots may predict, and predictions under multi_worker are collective
+        task.artifacts(model, config, data, out)
     if plots and chief:
         from identity_tf import plots as plots_lib
 
@@ -493,7 +503,6 @@ def _run(config: RunConfig, task: Task, run_dir: pathlib.Path, strategy: str, ve
                 run_dir / "history.csv", tmp, title=run_title(config, run_dir), **markers
             ),
         )
-        task.artifacts(model, config, data, run_dir)
     run_dir_lib.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))  # last: "finished"
     backup.discard()
     return metrics

@@ -70,6 +70,8 @@ class Task:
         monitor, mode: The validation metric that selects the tested checkpoint, and "max" or "min".
         data_options: The flags of ``identity-tf data <name>`` (:meth:`build_data` receives them).
         description: One line for ``--help``.
+        tiny: Dotted overrides that make a run of any of the task's configs take seconds on tiny data (the
+            registry's contract test and ``benchmarks/gpu_check.py`` use them).
     """
 
     name: str = ""
@@ -81,6 +83,7 @@ class Task:
     mode: str = "min"
     data_options: tuple[DataOption, ...] = ()
     description: str = ""
+    tiny: dict = {}
 
     # ------------------------------------------------------------------------------------------ config
     def migrate(self, sections: dict) -> dict:

@@ -61,6 +61,7 @@ class DVAETask(Task):
     methods = dvae.METHODS
     monitor, mode = "val_nelbo", "min"
     description = "DVAE on MNIST: 20 x top-10 latents (paper section 4.1)"
+    tiny = {"data.max_train": 41, "data.max_val": 20, "data.max_test": 21, "train.epochs": 2, "train.batch_size": 10}
 
     def migrate(self, sections: dict) -> dict:
         return migrate_model_section(
