@@ -231,8 +231,10 @@ class DiscreteVAE(TaskModel):
 
     def call(self, x, training=None):
         logits = self.encode(x)
-        # batch mean; under tf.distribute Keras scales add_loss terms by 1/replicas, as it does compiled losses
-        self.add_loss(tf.reduce_mean(kl_to_uniform(logits)))
+        # batch mean; under tf.distribute Keras scales add_loss terms by 1/replicas, as it does compiled losses. A
+        # replica's empty share of a partial last batch (MirroredStrategy) adds 0, not the NaN of an empty mean.
+        kl = kl_to_uniform(logits)
+        self.add_loss(tf.math.divide_no_nan(tf.reduce_sum(kl), tf.cast(tf.shape(kl)[0], kl.dtype)))
         return self.decode(self.sample(logits, training=training))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
