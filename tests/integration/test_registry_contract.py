@@ -56,15 +56,12 @@ def check_reload(name, run, config):
     x = next(iter(data.splits["test"]))[0]
     loaded = keras.saving.load_model(run / "model.keras")
     model = task.build_model(config, data)
-    model(x)
-    model.load_weights(run / "best.weights.h5")
+    for m in (loaded, model):  # built and called once each, so that stochastic layers are in the same state
+        m(x)
+        m.load_weights(run / "best.weights.h5")
     assert len(loaded.weights) == len(model.weights)
     for a, b in zip(loaded.weights, model.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
-    if config.method.noise_at_inference:
-        # NOT CHECKED: the DVAE configs draw their noise at evaluation too, and the reloaded model's draws differ
-        # from a rebuilt model's even with equal weights (seed-generator state; not resolved yet)
-        return
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(x, training=False)), keras.ops.convert_to_numpy(model(x, training=False))
     )
