@@ -221,9 +221,7 @@ def _data(args) -> int:
     except argparse.ArgumentError as error:
         raise ConfigError(f"`identity-tf data {task.name}`: {error}. Received: {' '.join(args.options)}") from None
     if unknown:
-        raise ConfigError(
-            f"`identity-tf data {task.name}` takes the flags: {flags}. Received: {' '.join(unknown)}"
-        )
+        raise ConfigError(f"`identity-tf data {task.name}` takes the flags: {flags}. Received: {' '.join(unknown)}")
     options = vars(known)
     for name, value in options.items():
         if isinstance(value, int) and value < (0 if name == "seed" else 1):

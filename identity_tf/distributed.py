@@ -120,7 +120,9 @@ def fit(model, strategy, splits: dict, callbacks: list, initial_epoch: int, epoc
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
         logs = _epoch(model, strategy, splits["train"], True, train_run)
-        logs.update({f"val_{key}": value for key, value in _epoch(model, strategy, splits["val"], False, test_run).items()})
+        logs.update(
+            {f"val_{key}": value for key, value in _epoch(model, strategy, splits["val"], False, test_run).items()}
+        )
         callback_list.on_epoch_end(epoch, logs)
         losses.append(logs.get("loss", 0.0))
         if verbose:

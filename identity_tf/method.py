@@ -112,7 +112,9 @@ class MethodConfig:
                 "Received: noise='none'"
             )
         if self.gradient == "perturbed" and self.noise == "sum_of_gamma":
-            raise ValueError("`method.gradient: perturbed` takes noise normal or gumbel. Received: noise='sum_of_gamma'")
+            raise ValueError(
+                "`method.gradient: perturbed` takes noise normal or gumbel. Received: noise='sum_of_gamma'"
+            )
         if self.gradient == "identity" and self.noise not in ("none", "sum_of_gamma"):
             raise ValueError(
                 "`method.gradient: identity` adds noise none or sum_of_gamma before the solver (for a Gaussian margin "
@@ -202,7 +204,9 @@ def selection_layer(method: MethodConfig, solver, seed: int, name: str | None = 
             solver.k, method.temperature, at_inference=method.noise_at_inference, seed=seed, name=name or "gumbel_topk"
         )
     if method.gradient in ("l2x", "softsub"):
-        return layers.RelaxedSubset(solver.k, method.gradient, method.temperature, seed=seed, name=name or "relaxed_subset")
+        return layers.RelaxedSubset(
+            solver.k, method.gradient, method.temperature, seed=seed, name=name or "relaxed_subset"
+        )
     return layers.SolverLayer(solver, gradient=method.gradient_object(solver), seed=seed, name=name or "solver")
 
 

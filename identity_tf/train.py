@@ -27,7 +27,6 @@ import os
 import pathlib
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import keras

@@ -9,6 +9,7 @@ from identity_tf._utils import stateless_seed
 
 GRADIENT_NOISE_SCALES = ("per_example", "batch")
 
+
 @keras.saving.register_keras_serializable(package="identity_tf")
 class GradientNoiseLayer(keras.layers.Layer):
     """Identity on the forward pass; adds Gaussian noise to the incoming gradient when training.

@@ -8,6 +8,7 @@ import tensorflow as tf
 from identity_tf import noise as noise_lib
 from identity_tf import solvers
 
+
 @keras.saving.register_keras_serializable(package="identity_tf.dvae")
 class GumbelSoftmaxTopK(keras.layers.Layer):
     """Straight-through Gumbel-softmax top-k along the last axis.

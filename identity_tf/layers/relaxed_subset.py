@@ -9,6 +9,7 @@ import tensorflow as tf
 from identity_tf import noise as noise_lib
 from identity_tf import solvers
 
+
 @keras.saving.register_keras_serializable(package="identity_tf.l2x")
 class RelaxedSubset(keras.layers.Layer):
     """The relaxed k-subsets of L2X ("l2x") and of Xie & Ermon ("softsub") when training; hard top-k otherwise."""

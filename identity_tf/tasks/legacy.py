@@ -26,7 +26,10 @@ def migrate_model_section(task: str, sections: dict, renames: dict, defaults: di
             f"Received: method={sections['method']}"
         )
     method = {k: v for k, v in dataclasses.asdict(to_method(legacy)).items()}
-    shown = yaml.safe_dump({"method": {k: v for k, v in method.items() if k in set(renames.values()) | {"noise", "noise_at_inference"}}}, sort_keys=False)
+    shown = yaml.safe_dump(
+        {"method": {k: v for k, v in method.items() if k in set(renames.values()) | {"noise", "noise_at_inference"}}},
+        sort_keys=False,
+    )
     warnings.warn(
         f"identity-tf: this {task} config keeps its method in the `model` section (release 0.1). It still runs, "
         f"as it did then; write it as\n{shown}",

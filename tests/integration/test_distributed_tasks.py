@@ -12,11 +12,7 @@
 import csv
 import json
 import math
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -38,42 +34,9 @@ def read_history(run_dir):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def run_two_workers(config_path, run, data_dir, overrides):
-    """``identity-tf train CONFIG --strategy multi_worker`` in two local worker processes; their outputs."""
-    command = [sys.executable, "-m", "identity_tf.cli", "train", str(config_path), "--out", str(run), "--quiet"]
-    command += ["--strategy", "multi_worker"]
-    for key, value in overrides.items():
-        command += ["--set", f"{key}={value}"]
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
-    processes = []
-    try:
-        for index in range(2):
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", IDENTITY_TF_DATA_DIR=data_dir)
-            # TF's default oneDNN CPU kernels, as users run (the root conftest switches them off in-process): they
-            # failed on a worker's empty share of the last partial batch
-            env.pop("TF_ENABLE_ONEDNN_OPTS", None)
-            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-            processes.append(
-                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            )
-        outputs = [p.communicate(timeout=300) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    failed = [(i, p.returncode, err[-3000:]) for i, (p, (_, err)) in enumerate(zip(processes, outputs)) if p.returncode]
-    assert not failed, failed  # the worker that failed first names the cause; the other reports aborted collectives
+def run_two_workers(workers, config_path, run, data_dir, overrides):
+    """``identity-tf train CONFIG --strategy multi_worker`` in two local worker processes; the chief's metrics."""
+    workers.wait(workers.start(config_path, run, data_dir, overrides))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["strategy"] == "multi_worker" and metrics["replicas"] == 2 and metrics["workers"] == 2
     assert (run / "worker_1" / "metrics.json").exists() and (run / "best.weights.h5").exists()
@@ -85,7 +48,9 @@ def evaluate_single_device(config, weights_path):
     task = registry.get(config.task)
     data = task.datasets(config)
     splits = data.splits
-    model = train.build_and_compile(config, task, tf.distribute.get_strategy(), data, sample=next(iter(splits["train"]))[0])
+    model = train.build_and_compile(
+        config, task, tf.distribute.get_strategy(), data, sample=next(iter(splits["train"]))[0]
+    )
     model.load_weights(str(weights_path))
     return model.evaluate(splits["test"], return_dict=True, verbose=0)
 
@@ -96,17 +61,17 @@ def check_best_epoch(metrics, history, monitor):
 
 
 # ------------------------------------------------------------------------------------------------ multi-worker
-def test_multi_worker_globe_tsp(tmp_path, data_dir):
+def test_multi_worker_globe_tsp(tmp_path, data_dir, workers):
     from identity_tf.datasets import globe_tsp
 
     globe_tsp.build(5, data_dir=data_dir, num_train=200, num_test=40)  # once here, not by both workers
     overrides = {"data.num_train": 200, "data.num_test": 40, "train.epochs": 2, "train.batch_size": 20}
     run = tmp_path / "run"
-    metrics = run_two_workers(GLOBE, run, data_dir, overrides)
+    metrics = run_two_workers(workers, GLOBE, run, data_dir, overrides)
     assert len(read_history(run)) == 2 and 0 <= metrics["test"]["edge_accuracy"] <= 1
 
 
-def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir):
+def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir, workers):
     from identity_tf.datasets import mnist
 
     mnist.load(data_dir=data_dir)  # built once here, not by both workers at the same time
@@ -120,7 +85,7 @@ def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir):
         "method.noise_at_inference": False,  # deterministic evaluation, so the single-device reference is exact
     }
     run = tmp_path / "run"
-    metrics = run_two_workers(DVAE, run, data_dir, overrides)
+    metrics = run_two_workers(workers, DVAE, run, data_dir, overrides)
     test = metrics["test"]
     assert {"loss", "nelbo", "kl", "bce"} <= set(test), test
     assert all(math.isfinite(v) for v in test.values()), test
@@ -145,7 +110,7 @@ def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir):
         assert test[key] == pytest.approx(reference[key], rel=1e-5), (key, test, reference)
 
 
-def test_multi_worker_l2x(tmp_path, data_dir):
+def test_multi_worker_l2x(tmp_path, data_dir, workers):
     overrides = {
         "data.data_dir": data_dir,
         "data.num_train": 101,
@@ -158,7 +123,7 @@ def test_multi_worker_l2x(tmp_path, data_dir):
     config = train.load_config(L2X, overrides)
     l2x_spec.load_data(config.data)  # generated once here, not by both workers at the same time
     run = tmp_path / "run"
-    metrics = run_two_workers(L2X, run, data_dir, overrides)
+    metrics = run_two_workers(workers, L2X, run, data_dir, overrides)
     test = metrics["test"]
     assert set(test) == {"loss", "mse", "rationale_precision"}, test  # + the task's evaluate
     assert 0 <= test["rationale_precision"] <= 1

@@ -9,12 +9,8 @@ line — under the default engine, ``MirroredStrategy`` on the two logical CPUs 
 
 import json
 import math
-import os
 import pathlib
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import keras
@@ -88,61 +84,27 @@ def test_mirrored_strategy(name, tmp_path, data_dir):
     check_run(name, tmp_path / "run", metrics, config)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _workers(path, run, overrides, data_dir):
-    command = [sys.executable, "-m", "identity_tf.cli", "train", str(path), "--out", str(run), "--quiet"]
-    command += ["--strategy", "multi_worker"] + [f"--set={k}={v}" for k, v in overrides.items()]
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", IDENTITY_TF_DATA_DIR=data_dir)
-        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    return processes
-
-
-def _wait(processes):
-    try:
-        outputs = [p.communicate(timeout=300) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    failed = [(i, p.returncode, err[-3000:]) for i, (p, (_, err)) in enumerate(zip(processes, outputs)) if p.returncode]
-    assert not failed, failed
-
-
 def _prepare_data(name, config):
     registry.get(name).datasets(config)  # built once here, not by both workers at the same time
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_multi_worker(name, tmp_path, data_dir):
+def test_multi_worker(name, tmp_path, data_dir, workers):
     path, overrides, config = task_config(name, data_dir)
     _prepare_data(name, config)
     run = tmp_path / "run"
-    _wait(_workers(path, run, overrides, data_dir))
+    workers.wait(workers.start(path, run, data_dir, overrides))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["strategy"] == "multi_worker" and metrics["workers"] == 2 and metrics["replicas"] == 2
     check_run(name, run, metrics, config)
 
 
-def test_multi_worker_run_resumes_after_a_kill(tmp_path, data_dir):
+def test_multi_worker_run_resumes_after_a_kill(tmp_path, data_dir, workers):
     """Both workers are killed after the chief committed epoch 2 of 4; the same command finishes from there."""
     path, overrides, config = task_config("globe_tsp", data_dir, **{"train.epochs": 4})
     _prepare_data("globe_tsp", config)
     run = tmp_path / "run"
-    processes = _workers(path, run, overrides, data_dir)
+    processes = workers.start(path, run, data_dir, overrides)
     deadline = time.time() + 240
     while not (run / "backup" / "epoch-0002.json").exists():
         assert time.time() < deadline and all(p.poll() is None for p in processes), "no epoch 2 backup"
@@ -151,7 +113,7 @@ def test_multi_worker_run_resumes_after_a_kill(tmp_path, data_dir):
         p.send_signal(signal.SIGKILL)
         p.wait()
     assert not (run / "metrics.json").exists()
-    _wait(_workers(path, run, overrides, data_dir))
+    workers.wait(workers.start(path, run, data_dir, overrides))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["resumed_at_epoch"] >= 2 and metrics["status"] == "ok"
     epochs = [int(line.split(",")[0]) for line in (run / "history.csv").read_text().splitlines()[1:]]

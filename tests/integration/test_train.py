@@ -164,7 +164,9 @@ def test_huge_learning_rate_diverges_under_xla(tmp_path, data_dir, capsys):
     task = registry.get("globe_tsp")
     data = task.datasets(config)
     splits = data.splits
-    model = train.build_and_compile(config, task, tf.distribute.get_strategy(), data, sample=next(iter(splits["train"]))[0])
+    model = train.build_and_compile(
+        config, task, tf.distribute.get_strategy(), data, sample=next(iter(splits["train"]))[0]
+    )
     assert model.jit_compile is True  # the run below is XLA-compiled
     run = tmp_path / "run"
     argv = ["train", str(GLOBE), "--out", str(run), "--quiet", "--set", "train.learning_rate=1e30"]

@@ -228,9 +228,7 @@ def test_release_0_1_config_means_what_it_meant():
     """An old DVAE config (method keys in `model`, eval_noise default true) loads as the equivalent new one."""
     with pytest.warns(DeprecationWarning, match="write it as"):
         old = train.load_config({"task": "dvae", "model": {"method": "imle", "projection": "none", "lam": 5.0}})
-    expected = MethodConfig(
-        gradient="imle", projection="none", lam=5.0, noise="sum_of_gamma", noise_at_inference=True
-    )
+    expected = MethodConfig(gradient="imle", projection="none", lam=5.0, noise="sum_of_gamma", noise_at_inference=True)
     assert old.method == expected and old.model == dvae.DVAEConfig()
 
 

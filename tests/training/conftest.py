@@ -98,7 +98,9 @@ class ToyTask(Task):
         return build_toy(config, data)
 
     def compile(self, model, optimizer, jit_compile):  # a plain Keras model: the task names its loss and metrics
-        model.compile(optimizer=optimizer, loss=itf.losses.HammingLoss(), metrics=[exact_match], jit_compile=jit_compile)
+        model.compile(
+            optimizer=optimizer, loss=itf.losses.HammingLoss(), metrics=[exact_match], jit_compile=jit_compile
+        )
 
     def callbacks(self, model, config, data):
         return [Crash()]

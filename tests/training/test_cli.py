@@ -97,8 +97,14 @@ def test_help_text_is_complete():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["data", "warcraft", "--k", "5"], "`identity-tf data warcraft` takes the flags: --size, --num-train, --num-val, --num-test, --seed. Received: --k 5"),
-        (["data", "globe_tsp", "--size", "30"], "`identity-tf data globe_tsp` takes the flags: --k, --num-train, --num-test, --seed. Received: --size 30"),
+        (
+            ["data", "warcraft", "--k", "5"],
+            "`identity-tf data warcraft` takes the flags: --size, --num-train, --num-val, --num-test, --seed. Received: --k 5",
+        ),
+        (
+            ["data", "globe_tsp", "--size", "30"],
+            "`identity-tf data globe_tsp` takes the flags: --k, --num-train, --num-test, --seed. Received: --size 30",
+        ),
         (["data", "globe_tsp", "--num-train", "0"], "--num-train must be >= 1. Received: 0"),
         (["demo", "--set", "steps=abc"], "`demo --set` expects KEY=VALUE with KEY in ['alpha'"),
         (["demo", "--set", "epochs=abc"], "`demo.epochs` must be an integer >= 1. Received: epochs='abc' (str)"),

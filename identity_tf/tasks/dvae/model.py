@@ -158,7 +158,11 @@ class DiscreteVAE(TaskModel):
     legacy_method_keys = (LEGACY_METHOD_KEYS, LEGACY_DEFAULTS)
 
     def __init__(
-        self, config: DVAEConfig | dict | None = None, seed: int = 0, method: MethodConfig | dict | None = None, **kwargs
+        self,
+        config: DVAEConfig | dict | None = None,
+        seed: int = 0,
+        method: MethodConfig | dict | None = None,
+        **kwargs,
     ):
         super().__init__(config, method, seed, **kwargs)
         c, m = self.task_config, self.method
@@ -252,7 +256,6 @@ class DiscreteVAE(TaskModel):
     def reconstruct(self, x, training=False):
         """Reconstructed grey levels ``sigmoid(decoder logits)`` ``[B, 784]``."""
         return tf.sigmoid(self(x, training=training))
-
 
 
 # ------------------------------------------------------------------------------------- gradient diagnostics

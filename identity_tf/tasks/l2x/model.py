@@ -91,7 +91,6 @@ class L2XConfig:
         self.dropout = float(self.dropout)
 
 
-
 # Release 0.1 kept the method in the model section: old name -> MethodConfig field, and the old defaults.
 LEGACY_METHOD_KEYS = {
     "method": "gradient",
@@ -220,7 +219,6 @@ class L2X(TaskModel):
 
     def call(self, token_ids, training=None):
         return self.predict_from_mask(token_ids, self.select(token_ids, training=training))
-
 
 
 # ------------------------------------------------------------------------------------------ losses / metrics

@@ -106,10 +106,18 @@ class L2XTask(Task):
     methods = l2x.METHODS
     monitor, mode = "val_loss", "min"
     description = "L2X on BeerAdvocate-format reviews: top-k word selection (paper section 4.1)"
-    tiny = {"data.num_train": 60, "data.num_heldout": 42, "data.num_annotations": 6, "train.epochs": 2, "train.batch_size": 10}
+    tiny = {
+        "data.num_train": 60,
+        "data.num_heldout": 42,
+        "data.num_annotations": 6,
+        "train.epochs": 2,
+        "train.batch_size": 10,
+    }
 
     def migrate(self, sections: dict) -> dict:
-        return migrate_model_section(self.name, sections, l2x.LEGACY_METHOD_KEYS, l2x.LEGACY_DEFAULTS, l2x.L2X.legacy_method)
+        return migrate_model_section(
+            self.name, sections, l2x.LEGACY_METHOD_KEYS, l2x.LEGACY_DEFAULTS, l2x.L2X.legacy_method
+        )
 
     def build_data(self, data_dir=None) -> pathlib.Path:
         from identity_tf.datasets import beer

@@ -43,7 +43,14 @@ class WarcraftTask(Task):
     methods = tuple(g for g in GRADIENTS if g not in RELAXATIONS)
     monitor, mode = "val_cost_ratio", "min"
     description = "Warcraft shortest path: map image -> terrain costs -> path (paper B.5)"
-    tiny = {"data.size": 4, "data.num_train": 40, "data.num_val": 10, "data.num_test": 11, "train.epochs": 2, "train.batch_size": 10}
+    tiny = {
+        "data.size": 4,
+        "data.num_train": 40,
+        "data.num_val": 10,
+        "data.num_test": 11,
+        "train.epochs": 2,
+        "train.batch_size": 10,
+    }
     data_options = (
         DataOption("size", int, 12, "map grid size k (the published: 12-30)"),
         DataOption("num_train", int, 10000, "training maps"),
