@@ -357,15 +357,11 @@ def _hint(config: RunConfig, run_dir: pathlib.Path) -> str:
     )
 
 
-def _normalizer(config: RunConfig):
-    """Reads a saved ``config.yaml`` as this release does (so a run of an older schema is the same run)."""
-
-    def normalize(saved: dict) -> dict:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return load_config(saved).to_dict()
-
-    return normalize
+def _resolve_saved(saved: dict) -> dict:
+    """A saved ``config.yaml`` as this release resolves it (so a run of an older schema is the same run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_config(saved).to_dict()
 
 
 def train(
@@ -390,17 +386,16 @@ def train(
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}")
     task = registry.get(config.task)
     run_dir = pathlib.Path(out_dir)
-    normalize = _normalizer(config)
     if strategy == "multi_worker":
         from identity_tf import distributed
 
         if not distributed.is_chief():  # the chief owns the run directory; the others only read its state
-            state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite, read_only=True, normalize=normalize)
+            state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite, read_only=True, normalize=_resolve_saved)
             if state.status == "finished":
                 return {**state.metrics, "reused": True}
             return _run(config, task, run_dir, strategy, verbose, plots)
     with run_dir_lib.RunLock(run_dir):
-        state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite, normalize=normalize)
+        state = run_dir_lib.prepare(run_dir, config.to_dict(), overwrite=overwrite, normalize=_resolve_saved)
         if state.status == "finished":
             return {**state.metrics, "reused": True}
         return _run(config, task, run_dir, strategy, verbose, plots)

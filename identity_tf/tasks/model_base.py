@@ -7,6 +7,7 @@ import dataclasses
 import keras
 
 from identity_tf.method import MethodConfig, as_method, split_legacy, upgrade_release_0_1
+from identity_tf.tasks.legacy import legacy_method
 
 SCHEMA = 2  # get_config's layout; configs without "schema" were saved by release 0.1
 
@@ -37,15 +38,10 @@ class TaskModel(keras.Model):
         if isinstance(config, dict) and self.legacy_method_keys is not None:
             config, legacy = split_legacy(config, *self.legacy_method_keys)
             if legacy is not None and method is None:
-                method = self.legacy_method(legacy)
+                method = legacy_method(legacy)
         self.task_config = as_config(self.config_class, config)
         self.method = as_method(method)
         self.seed = seed
-
-    @classmethod
-    def legacy_method(cls, values: dict) -> MethodConfig:
-        """The method of an old model section's method keys (renamed to MethodConfig fields)."""
-        return MethodConfig(**values)
 
     def default_loss(self):
         """The task's training loss (per example; Keras averages over the batch)."""

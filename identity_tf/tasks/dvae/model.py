@@ -103,12 +103,6 @@ LEGACY_DEFAULTS = {
 }
 
 
-def legacy_method(values: dict) -> MethodConfig:
-    """The method of a release-0.1 DVAE model section (Sum-of-Gamma noise for identity and I-MLE)."""
-    noise = "sum_of_gamma" if values.get("gradient") in ("identity", "imle") else "none"
-    return MethodConfig(**values, noise=noise)
-
-
 # ------------------------------------------------------------------------------------------------- losses
 def kl_to_uniform(logits):
     """Per-example ``sum_groups KL(softmax(logits) || uniform)`` for logits ``[B, groups, n]`` -> ``[B]``."""
@@ -192,10 +186,6 @@ class DiscreteVAE(TaskModel):
         self.nelbo_tracker = keras.metrics.Mean(name="nelbo")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.bce_tracker = keras.metrics.Mean(name="bce")
-
-    @classmethod
-    def legacy_method(cls, values: dict) -> MethodConfig:
-        return legacy_method(values)
 
     def default_loss(self):
         """The reconstruction term :func:`negative_elbo` (the KL term is the model's ``add_loss``)."""
@@ -390,7 +380,6 @@ __all__ = [
     "PROJECTION_SCOPES",
     "gradient_alignment",
     "kl_to_uniform",
-    "legacy_method",
     "mean_gradient_alignment",
     "negative_elbo",
     "plot_reconstructions",

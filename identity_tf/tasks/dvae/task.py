@@ -64,9 +64,7 @@ class DVAETask(Task):
     tiny = {"data.max_train": 41, "data.max_val": 20, "data.max_test": 21, "train.epochs": 2, "train.batch_size": 10}
 
     def migrate(self, sections: dict) -> dict:
-        return migrate_model_section(
-            self.name, sections, dvae.LEGACY_METHOD_KEYS, dvae.LEGACY_DEFAULTS, dvae.legacy_method
-        )
+        return migrate_model_section(self.name, sections, dvae.LEGACY_METHOD_KEYS, dvae.LEGACY_DEFAULTS)
 
     def build_data(self, data_dir=None) -> pathlib.Path:
         from identity_tf.datasets import mnist

@@ -178,12 +178,6 @@ class L2X(TaskModel):
         self.projection = method_lib.projection_layer(m, self.solver)
         self.select_layer = method_lib.selection_layer(m, self.solver, seed=seed + 1)
 
-    @classmethod
-    def legacy_method(cls, values: dict) -> MethodConfig:
-        """Release 0.1's L2X: Sum-of-Gamma noise for identity and I-MLE, drawn when training only."""
-        noise = "sum_of_gamma" if values.get("gradient") in ("identity", "imle") else "none"
-        return MethodConfig(**values, noise=noise)
-
     def default_loss(self):
         return mse
 

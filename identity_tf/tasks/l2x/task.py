@@ -65,7 +65,8 @@ class L2XData:
                 raise ValueError(f"`data.{name}` must be an integer >= {low}. Received: {name}={value!r}")
 
 
-def _load(d: L2XData):
+def load_data(d: L2XData):
+    """The :class:`identity_tf.datasets.beer.BeerData` of these settings (limits applied)."""
     from identity_tf.datasets import beer
 
     data = beer.load(
@@ -92,11 +93,6 @@ def _load(d: L2XData):
     )
 
 
-def load_data(d: L2XData):
-    """The :class:`identity_tf.datasets.beer.BeerData` of these settings (limits applied)."""
-    return _load(d)
-
-
 @register("l2x")
 class L2XTask(Task):
     """Select k words of a review with top-k, predict the aspect score from them; metric: the test MSE."""
@@ -115,9 +111,7 @@ class L2XTask(Task):
     }
 
     def migrate(self, sections: dict) -> dict:
-        return migrate_model_section(
-            self.name, sections, l2x.LEGACY_METHOD_KEYS, l2x.LEGACY_DEFAULTS, l2x.L2X.legacy_method
-        )
+        return migrate_model_section(self.name, sections, l2x.LEGACY_METHOD_KEYS, l2x.LEGACY_DEFAULTS)
 
     def build_data(self, data_dir=None) -> pathlib.Path:
         from identity_tf.datasets import beer
