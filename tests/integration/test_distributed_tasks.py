@@ -64,11 +64,18 @@ def check_best_epoch(metrics, history, monitor):
 def test_multi_worker_globe_tsp(tmp_path, data_dir, workers):
     from identity_tf.datasets import globe_tsp
 
-    globe_tsp.build(5, data_dir=data_dir, num_train=200, num_test=40)  # once here, not by both workers
-    overrides = {"data.num_train": 200, "data.num_test": 40, "train.epochs": 2, "train.batch_size": 20}
+    globe_tsp.build(5, data_dir=data_dir, num_train=200, num_test=41)  # once here, not by both workers
+    overrides = {"data.num_train": 200, "data.num_test": 41, "train.epochs": 2, "train.batch_size": 20}
     run = tmp_path / "run"
     metrics = run_two_workers(workers, GLOBE, run, data_dir, overrides)
     assert len(read_history(run)) == 2 and 0 <= metrics["test"]["edge_accuracy"] <= 1
+    # the test metrics of the two workers (41 examples: the last global batch leaves worker 1 empty) are those of a
+    # single-device evaluation of the same weights
+    reference = evaluate_single_device(
+        train.load_config(GLOBE, {**overrides, "data.data_dir": data_dir}), run / "best.weights.h5"
+    )
+    for key in ("loss", "tour_accuracy", "edge_accuracy"):
+        assert metrics["test"][key] == pytest.approx(reference[key], rel=1e-5), (key, metrics["test"], reference)
 
 
 def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir, workers):
