@@ -31,17 +31,17 @@ def test_gradient_noise_from_the_config_reaches_the_solver_input():
     noise of std 0.5 / B per entry (B = 4), none at sigma 0; the forward pass is unchanged."""
     flags = tf.random.uniform([4, 5, 20, 40, 3], seed=1)
     task = registry.get("globe_tsp")
-    grads, outputs = {}, {}
+    grads, outputs, reference = {}, {}, None
     for sigma in (0.0, 0.5):
         config = train.load_config(
             {"task": "globe_tsp", "method": {"gradient": "identity", "projection": "none", "gradient_noise": sigma}}
         )
         model = task.build_model(config, None)
         model(flags)
-        if sigma:
-            model.set_weights(reference.get_weights())
-        else:
+        if reference is None:
             reference = model
+        else:
+            model.set_weights(reference.get_weights())
         solver_output = model.blocks[0](model.distances(flags), training=True)  # [identity solver]
         with tf.GradientTape() as tape:
             tape.watch(solver_output)
