@@ -71,7 +71,7 @@ class Task:
         data_options: The flags of ``identity-tf data <name>`` (:meth:`build_data` receives them).
         description: One line for ``--help``.
         tiny: Dotted overrides that make a run of any of the task's configs take seconds on tiny data (the
-            registry's contract test and ``benchmarks/gpu_check.py`` use them).
+            registry's contract test uses them).
     """
 
     name: str = ""

@@ -69,3 +69,22 @@ def wait(processes, timeout=300):
 def workers():
     """``workers.start(config_path, run, data_dir, overrides) -> processes`` and ``workers.wait(processes)``."""
     return types.SimpleNamespace(start=start, wait=wait)
+
+
+@pytest.fixture
+def single_device_evaluation():
+    """``evaluate(config, weights_path) -> dict``: Keras' test metrics of the weights on one device."""
+    import tensorflow as tf
+
+    from identity_tf import train
+    from identity_tf.tasks import registry
+
+    def evaluate(config, weights_path):
+        task = registry.get(config.task)
+        data = task.datasets(config)
+        sample = next(iter(data.splits["train"]))[0]
+        model = train.build_and_compile(config, task, tf.distribute.get_strategy(), data, sample=sample)
+        model.load_weights(str(weights_path))
+        return model.evaluate(data.splits["test"], return_dict=True, verbose=0)
+
+    return evaluate

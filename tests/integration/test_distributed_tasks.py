@@ -1,12 +1,14 @@
 """The trainer's distributed paths on Globe TSP, the DVAE and L2X.
 
-* ``--strategy multi_worker`` (two local worker processes, ``identity_tf.distributed``) on tiny Globe TSP, DVAE and L2X runs:
-  the reported loss of the DVAE includes its ``add_loss`` KL term, the model's own ``nelbo`` / ``kl`` / ``bce``
-  metrics are reported, and the test metrics equal a single-device evaluation of the saved best weights. The test
-  sets have 41 examples at batch 20, so the last global batch (1 example) leaves one worker an empty batch.
-* ``--strategy mirrored`` (two logical CPU devices, set up by the root conftest) on tiny L2X and DVAE runs (the DVAE's
-  gradient-alignment callback included), and one mirrored L2X train step against the single-device step with the
-  same global batch.
+What the registry's contract test (``test_registry_contract.py``, every task under every engine) does not check:
+
+* ``--strategy multi_worker`` (two local worker processes) on the DVAE: the reported loss includes its ``add_loss``
+  KL term in every history row, the model's own ``nelbo`` / ``kl`` / ``bce`` metrics are reported, its callback and
+  evaluation ran, and the test metrics equal a single-device evaluation of the saved best weights. The test set has
+  41 examples at batch 20, so the last global batch (1 example) leaves one worker an empty batch.
+* ``--strategy mirrored`` (two logical CPU devices, set up by the root conftest) on the DVAE with its
+  gradient-alignment callback, and one mirrored L2X train step against the single-device step with the same global
+  batch.
 """
 
 import csv
@@ -20,8 +22,7 @@ import pytest
 import tensorflow as tf
 
 from identity_tf import train
-from identity_tf.tasks import l2x, registry
-from identity_tf.tasks.l2x import task as l2x_spec
+from identity_tf.tasks import l2x
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DVAE = ROOT / "configs" / "dvae" / "identity_std.yaml"
@@ -43,42 +44,13 @@ def run_two_workers(workers, config_path, run, data_dir, overrides):
     return metrics
 
 
-def evaluate_single_device(config, weights_path):
-    """Test metrics of ``weights_path`` evaluated by Keras on one device (the reference for the multi-worker run)."""
-    task = registry.get(config.task)
-    data = task.datasets(config)
-    splits = data.splits
-    model = train.build_and_compile(
-        config, task, tf.distribute.get_strategy(), data, sample=next(iter(splits["train"]))[0]
-    )
-    model.load_weights(str(weights_path))
-    return model.evaluate(splits["test"], return_dict=True, verbose=0)
-
-
 def check_best_epoch(metrics, history, monitor):
     values = [row[monitor] for row in history]
     assert metrics["best_epoch"] == int(np.argmin(values))
 
 
 # ------------------------------------------------------------------------------------------------ multi-worker
-def test_multi_worker_globe_tsp(tmp_path, data_dir, workers):
-    from identity_tf.datasets import globe_tsp
-
-    globe_tsp.build(5, data_dir=data_dir, num_train=200, num_test=41)  # once here, not by both workers
-    overrides = {"data.num_train": 200, "data.num_test": 41, "train.epochs": 2, "train.batch_size": 20}
-    run = tmp_path / "run"
-    metrics = run_two_workers(workers, GLOBE, run, data_dir, overrides)
-    assert len(read_history(run)) == 2 and 0 <= metrics["test"]["edge_accuracy"] <= 1
-    # the test metrics of the two workers (41 examples: the last global batch leaves worker 1 empty) are those of a
-    # single-device evaluation of the same weights
-    reference = evaluate_single_device(
-        train.load_config(GLOBE, {**overrides, "data.data_dir": data_dir}), run / "best.weights.h5"
-    )
-    for key in ("loss", "tour_accuracy", "edge_accuracy"):
-        assert metrics["test"][key] == pytest.approx(reference[key], rel=1e-5), (key, metrics["test"], reference)
-
-
-def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir, workers):
+def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir, workers, single_device_evaluation):
     from identity_tf.datasets import mnist
 
     mnist.load(data_dir=data_dir)  # built once here, not by both workers at the same time
@@ -112,56 +84,12 @@ def test_multi_worker_dvae_reports_nelbo_with_kl(tmp_path, data_dir, workers):
     assert 0 < test["grad_cosine"] <= 1 + 1e-6  # the task's evaluate ran
     check_best_epoch(metrics, history, "val_nelbo")
     # the same numbers as Keras on one device with the tested (best-validation) weights
-    reference = evaluate_single_device(train.load_config(DVAE, overrides), run / "best.weights.h5")
+    reference = single_device_evaluation(train.load_config(DVAE, overrides), run / "best.weights.h5")
     for key in ("loss", "nelbo", "kl", "bce"):
         assert test[key] == pytest.approx(reference[key], rel=1e-5), (key, test, reference)
 
 
-def test_multi_worker_l2x(tmp_path, data_dir, workers):
-    overrides = {
-        "data.data_dir": data_dir,
-        "data.num_train": 101,
-        "data.num_heldout": 81,  # val 40, test 41
-        "data.num_annotations": 10,
-        "train.epochs": 3,
-        "train.batch_size": 20,
-        "train.learning_rate": 0.05,  # overshoots: the best val_loss was an earlier epoch's (restored for the test)
-    }
-    config = train.load_config(L2X, overrides)
-    l2x_spec.load_data(config.data)  # generated once here, not by both workers at the same time
-    run = tmp_path / "run"
-    metrics = run_two_workers(workers, L2X, run, data_dir, overrides)
-    test = metrics["test"]
-    assert set(test) == {"loss", "mse", "rationale_precision"}, test  # + the task's evaluate
-    assert 0 <= test["rationale_precision"] <= 1
-    assert math.isfinite(test["mse"]) and 0 < test["mse"] < 1
-    assert test["loss"] == pytest.approx(test["mse"], rel=1e-6)  # no add_loss terms
-    history = read_history(run)
-    assert len(history) == 3 and all(math.isfinite(row["val_mse"]) for row in history)
-    check_best_epoch(metrics, history, "val_loss")
-    reference = evaluate_single_device(config, run / "best.weights.h5")
-    for key in ("loss", "mse"):
-        assert test[key] == pytest.approx(reference[key], rel=1e-5), (key, test, reference)
-
-
 # ---------------------------------------------------------------------------------------------------- mirrored
-def test_mirrored_l2x_run(tmp_path, data_dir):
-    assert len(tf.config.list_logical_devices("CPU")) == 2  # set up by the root conftest
-    config = train.load_config(
-        L2X,
-        {
-            "data.data_dir": data_dir,
-            "data.num_train": 100,
-            "data.num_heldout": 40,
-            "data.num_annotations": 10,
-            "train.epochs": 2,
-            "train.batch_size": 20,
-        },
-    )
-    metrics = train.train(config, tmp_path / "run", strategy="mirrored", verbose=0, plots=False)
-    assert metrics["replicas"] == 2 and metrics["strategy"] == "mirrored"
-    assert math.isfinite(metrics["test"]["mse"]) and metrics["test"]["loss"] == pytest.approx(metrics["test"]["mse"])
-    assert len(read_history(tmp_path / "run")) == 2 and (tmp_path / "run" / "best.weights.h5").exists()
 
 
 def test_mirrored_dvae_run_with_its_callback(tmp_path, data_dir):

@@ -93,26 +93,6 @@ def test_corrupt_labels_flips_symmetric_entries_at_rate_rho_over_k():
 
 
 # ------------------------------------------------------------------------------------------------ training
-def test_globe_run_directory(tmp_path, data_dir):
-    metrics = train.train(tiny_globe(data_dir), tmp_path / "run", verbose=0)
-    run = tmp_path / "run"
-    for name in (
-        "config.yaml",
-        "history.csv",
-        "metrics.json",
-        "best.weights.h5",
-        "model.keras",
-        "learning_curves.png",
-        "tours.png",
-    ):
-        assert (run / name).exists(), name
-    assert len(read_history(run)) == 2
-    saved = json.loads((run / "metrics.json").read_text())
-    assert saved["test"] == metrics["test"]
-    assert 0 <= metrics["test"]["tour_accuracy"] <= metrics["test"]["edge_accuracy"] <= 1
-    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["num_train"] == 200
-
-
 def test_noise_schedule_switches_margin_off(data_dir):
     import keras
 
@@ -144,15 +124,6 @@ def test_warcraft_run(tmp_path, data_dir):
     metrics = train.train(config, tmp_path / "run", verbose=0)
     assert metrics["test"]["cost_ratio"] >= 100.0 - 1e-3
     assert (tmp_path / "run" / "paths.png").exists()
-
-
-def test_mirrored_strategy_fit(tmp_path, data_dir):
-    assert len(tf.config.list_logical_devices("CPU")) == 2
-    metrics = train.train(
-        tiny_globe(data_dir, **{"train.epochs": 1}), tmp_path / "run", strategy="mirrored", verbose=0, plots=False
-    )
-    assert metrics["replicas"] == 2
-    assert np.isfinite(metrics["test"]["loss"])
 
 
 def test_huge_learning_rate_diverges_under_xla(tmp_path, data_dir, capsys):

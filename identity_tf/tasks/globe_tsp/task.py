@@ -69,7 +69,7 @@ class GlobeTSPTask(Task):
     methods = tuple(g for g in GRADIENTS if g not in RELAXATIONS)
     monitor, mode = "val_tour_accuracy", "max"
     description = "Globe TSP: flags -> capitals -> TSP tour (paper section 4.4)"
-    tiny = {"data.num_train": 60, "data.num_test": 21, "train.epochs": 2, "train.batch_size": 10}
+    tiny = {"data.k": 5, "data.num_train": 60, "data.num_test": 21, "train.epochs": 2, "train.batch_size": 10}
     data_options = (
         DataOption("k", int, 5, "countries per example (the paper: 5, 10, 20)"),
         DataOption("num_train", int, 10000, "training examples"),
