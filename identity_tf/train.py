@@ -404,13 +404,12 @@ def train(
 def _run(config: RunConfig, task: Task, run_dir: pathlib.Path, strategy: str, verbose, plots: bool) -> dict:
     """Trains into a prepared run directory (locked by the chief) with ``model.fit`` or the multi-worker loop."""
     multi_worker = strategy == "multi_worker"
+    dist = make_strategy(strategy)  # MultiWorkerMirroredStrategy: before any op touches the devices
+    chief, worker = True, 0
     if multi_worker:
         from identity_tf import distributed
 
-        dist = tf.distribute.MultiWorkerMirroredStrategy()  # before any op touches the devices
         chief, worker = distributed.is_chief(), distributed.worker_index(dist)
-    else:
-        dist, chief, worker = make_strategy(strategy), True, 0
     keras.utils.set_random_seed(config.train.seed)
     data = task.datasets(config)
     batches = _first_batches(data.splits, config)

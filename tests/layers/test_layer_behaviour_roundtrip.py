@@ -19,12 +19,7 @@ import tensorflow as tf
 import identity_tf as itf
 import identity_tf.layers as layers_lib
 
-try:  # being moved into identity_tf.layers
-    from identity_tf.layers import GradientNoiseLayer, GumbelSoftmaxTopK, RelaxedSubset, SumOfGammaNoise
-except ImportError:  # pragma: no cover - the pre-move locations
-    from identity_tf.tasks.common import GradientNoiseLayer  # noqa: F401
-    from identity_tf.tasks.dvae import GumbelSoftmaxTopK, SumOfGammaNoise  # noqa: F401
-    from identity_tf.tasks.l2x import RelaxedSubset  # noqa: F401
+from identity_tf.layers import GradientNoiseLayer, GumbelSoftmaxTopK, RelaxedSubset, SumOfGammaNoise
 
 N = 6
 X = np.random.default_rng(0).normal(size=(4, N)).astype(np.float32)
