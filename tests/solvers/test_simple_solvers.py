@@ -249,9 +249,12 @@ def test_from_numpy_timeout_gives_up_a_hanging_instance():
 
 
 def test_from_numpy_waits_interruptibly():
+    assert threading.current_thread() is threading.main_thread()  # Python runs signal handlers there only
     release = threading.Event()
     solver = itf.solvers.from_numpy(lambda c: release.wait(60) and c, name="hangs")  # no timeout
     timer = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    # Ctrl-C's default handler: pytest-xdist workers ignore SIGINT (the controller handles Ctrl-C)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         timer.start()
         start = time.monotonic()
@@ -261,6 +264,7 @@ def test_from_numpy_waits_interruptibly():
     finally:
         timer.cancel()
         release.set()
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), "5", True])
