@@ -119,6 +119,7 @@ def test_flow_constraints_give_pyepo_shortest_paths():
         np.testing.assert_array_equal(a @ x, b)  # every path is feasible
         paths.append(x)
     assert len(paths) == 70  # C(8, 4)
+    glop = bench_peers.GlopShortestPath((5, 5))
     rng = np.random.default_rng(0)
     for _ in range(5):  # the binary program's optimum is the best of the 70 enumerated paths
         costs = rng.random(len(arcs))
@@ -126,6 +127,7 @@ def test_flow_constraints_give_pyepo_shortest_paths():
             costs, constraints=scipy.optimize.LinearConstraint(a, b, b), integrality=np.ones(40), bounds=(0, 1)
         )
         assert solution.fun == pytest.approx(min(costs @ x for x in paths), abs=1e-9)
+        assert costs @ glop(costs) == pytest.approx(solution.fun, abs=1e-9)  # PyEPO's LP, in GLOP
 
 
 def test_random_tours_are_tours():

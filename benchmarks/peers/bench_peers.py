@@ -102,12 +102,19 @@ TASKS = {
     },
     "pyepo_sp": {
         "variants": {
-            "ours_identity": {"side": "identity_tf", "gradient": "identity"},
-            "ours_bb": {"side": "identity_tf", "gradient": "blackbox"},
+            "ours_identity": {"side": "identity_tf", "gradient": "identity", "solver": "highs"},
+            "ours_bb": {"side": "identity_tf", "gradient": "blackbox", "solver": "highs"},
+            "ours_identity_glop": {"side": "identity_tf", "gradient": "identity", "solver": "glop"},
+            "ours_bb_glop": {"side": "identity_tf", "gradient": "blackbox", "solver": "glop"},
             "pyepo_nid": {"side": "pytorch", "gradient": "nid"},
             "pyepo_dbb": {"side": "pytorch", "gradient": "dbb"},
         },
-        "comparisons": [("ours_identity", "pyepo_nid", None), ("ours_bb", "pyepo_dbb", None)],
+        "comparisons": [
+            ("ours_identity", "pyepo_nid", None),
+            ("ours_bb", "pyepo_dbb", None),
+            ("ours_identity_glop", "pyepo_nid", None),
+            ("ours_bb_glop", "pyepo_dbb", None),
+        ],
         "needs": ["torch", "pyepo", "ortools"],
     },
 }
@@ -218,13 +225,39 @@ def _ours_pyepo_step(spec: dict):
     method = gradients.Identity() if spec["gradient"] == "identity" else gradients.Blackbox(lam=PYEPO_LAMBDA)
     inputs = keras.Input((PYEPO_FEATURES,))
     costs = keras.layers.Dense(a_eq.shape[1], name="linear")(inputs)
-    outputs = layers.SolverLayer(solvers.IntegerLinearProgram(A_eq=a_eq, b_eq=b_eq), gradient=method)(costs)
+    if spec["solver"] == "glop":  # the LP PyEPO solves, through identity_tf's numpy-solver wrapper
+        solver = solvers.from_numpy(GlopShortestPath(), name="glop_shortest_path", num_workers=1)
+    else:
+        solver = solvers.IntegerLinearProgram(A_eq=a_eq, b_eq=b_eq)
+    outputs = layers.SolverLayer(solver, gradient=method)(costs)
     model = keras.Model(inputs, outputs)
     jit = execution.resolve("auto", model)
     model.compile(keras.optimizers.Adam(1e-2), loss="mae", jit_compile=jit)
     x, y = tf.constant(x), tf.constant(solutions)
-    info = {"batch_size": PYEPO_BATCH, "jit_compile": bool(jit), "solver": "IntegerLinearProgram (HiGHS)"}
+    info = {"batch_size": PYEPO_BATCH, "jit_compile": bool(jit), "solver": spec["solver"]}
     return (lambda: model.train_on_batch(x, y)), info
+
+
+class GlopShortestPath:
+    """PyEPO's shortest-path LP (``pyepo.model.ort.shortestPathModel``: flow constraints, ``0 <= x <= 1``) in
+    OR-Tools' GLOP, one instance per call on one reused model; the solution is rounded (a vertex of the LP)."""
+
+    def __init__(self, grid=PYEPO_GRID):
+        from ortools.linear_solver import pywraplp
+
+        a, b = flow_constraints(grid)
+        self.solver = pywraplp.Solver.CreateSolver("GLOP")
+        self.x = [self.solver.NumVar(0.0, 1.0, f"x_{e}") for e in range(a.shape[1])]
+        for row, rhs in zip(a, b):
+            self.solver.Add(sum(coef * self.x[e] for e, coef in enumerate(row) if coef) == rhs)
+
+    def __call__(self, costs: np.ndarray) -> np.ndarray:
+        objective = self.solver.Objective()
+        for variable, cost in zip(self.x, costs):
+            objective.SetCoefficient(variable, float(cost))
+        objective.SetMinimization()
+        self.solver.Solve()
+        return np.rint([variable.solution_value() for variable in self.x])
 
 
 def pyepo_data(seed: int = 135):

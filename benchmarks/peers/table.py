@@ -41,6 +41,8 @@ LABELS = {
     ("globe_tsp20", "ours_bb"): "BB (LKH)",
     ("pyepo_sp", "ours_identity"): "Identity (HiGHS ILP)",
     ("pyepo_sp", "ours_bb"): "BB (HiGHS ILP)",
+    ("pyepo_sp", "ours_identity_glop"): "Identity (GLOP, as PyEPO)",
+    ("pyepo_sp", "ours_bb_glop"): "BB (GLOP, as PyEPO)",
     (None, "peer_bb"): "BB, original heapq Dijkstra",
     (None, "peer_identity"): "Identity, original heapq Dijkstra",
     (None, "peer_bb_scipy"): "BB, scipy Dijkstra",
