@@ -1,0 +1,168 @@
+"""The retrieval task: R@K against brute-force nearest neighbours, the episode loss against eq. 26 counted by hand
+(with and without the batch memory), the masked projection, the optimiser's learning-rate factor and weight decay,
+the class splits and the errors of bad settings."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from identity_tf import projections, train
+from identity_tf.datasets.retrieval.format import RetrievalData as Data
+from identity_tf.tasks.retrieval import RetrievalAdam, RetrievalConfig, RetrievalData, RetrievalModel
+from identity_tf.tasks.retrieval.model import episode_scores, fill_invalid
+from identity_tf.tasks.retrieval.task import recall_at_ks, split_indices
+from identity_tf.validation import ConfigError
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_recall_at_k_is_brute_force_nearest_neighbours():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, size=40)
+    embeddings = unit(rng.normal(size=(40, 5)) + 0.8 * np.eye(6)[labels][:, :5])
+    expected = {}
+    for k in (1, 2, 4, 8):
+        hits = []
+        for q in range(40):
+            distances = [np.arccos(np.clip(embeddings[q] @ embeddings[j], -1, 1)) for j in range(40)]
+            others = sorted((d, j) for j, d in enumerate(distances) if j != q)[:k]
+            hits.append(any(labels[j] == labels[q] for _, j in others))
+        expected[f"recall_at_{k}"] = np.mean(hits)
+    measured = recall_at_ks(embeddings.astype("float32"), labels)
+    assert measured == pytest.approx(expected, abs=1e-7)
+    assert 0 < expected["recall_at_1"] < expected["recall_at_8"] < 1
+
+
+def eq26_episode(e, y, memory=(), memory_labels=()):
+    """Sum over the episode's (query, positive) pairs of log(1 + log(1 + #irrelevant above)) / #pairs, by counting."""
+    terms, pairs = 0.0, 0
+    database = [(e[j], y[j], j) for j in range(len(y))] + [(m, ml, None) for m, ml in zip(memory, memory_labels)]
+    for q in range(len(y)):
+        entries = [(float(e[q] @ v), label) for v, label, j in database if j != q]
+        for score, label in entries:
+            if label == y[q]:
+                above = sum(1 for s, lab in entries if s > score and lab != y[q])
+                terms += math.log1p(math.log1p(above))
+                pairs += 1
+    return terms / pairs
+
+
+def model(**config):
+    config = {"image_size": 8, "width": 2, "embedding_dim": 4, **config}
+    return RetrievalModel(config, {"gradient": "identity", "projection": "none"}, batch_size=2)
+
+
+def test_episode_loss_is_eq26_per_episode():
+    rng = np.random.default_rng(1)
+    e = unit(rng.normal(size=(2, 6, 4))).astype("float32")
+    y = np.array([[0, 0, 1, 1, 2, 2], [3, 3, 3, 4, 4, 4]])
+    loss = float(model(memory_batches=0).compute_loss(y=y, y_pred=e, training=False))
+    expected = np.mean([eq26_episode(e[b], y[b]) for b in range(2)])
+    assert loss == pytest.approx(expected, rel=1e-5) and expected > 0
+
+
+def test_episode_loss_with_memory():
+    rng = np.random.default_rng(2)
+    m = model(memory_batches=3)
+    first = unit(rng.normal(size=(2, 4, 4))).astype("float32")
+    y1 = np.array([[0, 0, 1, 1], [2, 2, 3, 3]])
+    second = unit(rng.normal(size=(2, 4, 4))).astype("float32")
+    y2 = np.array([[1, 1, 2, 2], [5, 5, 0, 0]])
+    loss1 = float(m.compute_loss(y=y1, y_pred=first, training=True))  # empty memory
+    assert loss1 == pytest.approx(np.mean([eq26_episode(first[b], y1[b]) for b in range(2)]), rel=1e-5)
+    loss2 = float(m.compute_loss(y=y2, y_pred=second, training=True))  # memory = the first batch
+    memory, memory_labels = first.reshape(-1, 4), y1.reshape(-1)
+    expected = np.mean([eq26_episode(second[b], y2[b], memory, memory_labels) for b in range(2)])
+    assert loss2 == pytest.approx(expected, rel=1e-5)
+    # evaluation ignores (and keeps) the memory
+    assert float(m.compute_loss(y=y2, y_pred=second, training=False)) == pytest.approx(
+        np.mean([eq26_episode(second[b], y2[b]) for b in range(2)]), rel=1e-5
+    )
+
+
+def test_projection_acts_on_the_valid_entries_only():
+    rng = np.random.default_rng(3)
+    costs = rng.normal(size=(3, 7)).astype("float32")
+    valid = rng.random((3, 7)) > 0.4
+    valid[:, 0] = True
+    valid[:, 1] = True
+    for name in ("mean", "norm", "std"):
+        projected = projections.get(name)(fill_invalid(costs, valid, name)).numpy()
+        for row in range(3):
+            w = costs[row, valid[row]].astype(np.float64)
+            if name in ("mean", "std"):
+                w = w - w.mean()
+            if name in ("norm", "std"):
+                w = w / np.linalg.norm(w)
+            np.testing.assert_allclose(projected[row, valid[row]], w, rtol=1e-5, atol=1e-6)
+
+
+def test_episode_scores_masks_the_query_itself():
+    e = unit(np.arange(1, 13, dtype="float32").reshape(1, 3, 4))
+    scores, relevance, valid = episode_scores(e, np.array([[1, 2, 1]]))
+    np.testing.assert_allclose(scores.numpy(), e[0] @ e[0].T, rtol=1e-6)
+    assert relevance.numpy().tolist() == [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+    assert valid.numpy().tolist() == [[False, True, True], [True, False, True], [True, True, False]]
+
+
+def test_optimizer_embedding_factor_and_weight_decay():
+    inputs = keras.Input((2,))
+    net = keras.Model(inputs, keras.layers.Dense(1, name="embedding")(keras.layers.Dense(2, name="conv")(inputs)))
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    optimizer = RetrievalAdam(learning_rate=0.01, weight_decay_l2=0.0, lr_multipliers={"embedding": 3.0})
+    optimizer.apply([np.ones(v.shape, "float32") for v in net.trainable_variables], net.trainable_variables)
+    # Adam's first step is -lr * g / (|g| + eps): -0.01 per entry, times 3 under "embedding"
+    for v, old in zip(net.trainable_variables, before):
+        factor = 3.0 if "embedding" in v.path else 1.0
+        np.testing.assert_allclose(v.numpy() - old, -0.01 * factor, rtol=1e-4)
+    decay = RetrievalAdam(learning_rate=0.01, weight_decay_l2=0.1)
+    w = keras.Variable(np.array([2.0, -3.0], "float32"))
+    decay.apply([np.zeros(2, "float32")], [w])  # gradient 0 + 0.1 w: a step against the sign of w
+    np.testing.assert_allclose(w.numpy(), [1.99, -2.99], rtol=1e-5)
+    assert RetrievalAdam.from_config(optimizer.get_config()).lr_multipliers == {"embedding": 3.0}
+
+
+def test_class_splits_are_disjoint():
+    labels = np.repeat(np.arange(20), 3)
+    data = Data(
+        np.zeros((60, 2, 2, 3), np.uint8),
+        labels,
+        [str(c) for c in range(20)],
+        list(range(10)),
+        list(range(10, 20)),
+        "t",
+    )
+    splits = split_indices(data, val_fraction=0.2, seed=0)
+    classes = [set(labels[getattr(splits, name)]) for name in ("train", "val", "test")]
+    assert [len(c) for c in classes] == [8, 2, 10]
+    assert classes[0] | classes[1] == set(range(10)) and classes[2] == set(range(10, 20))
+    assert not classes[0] & classes[1]
+    with pytest.raises(ValueError, match="max_train_classes=3"):
+        split_indices(data, 0.2, 0, max_train_classes=3)
+
+
+def test_bad_settings_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="model.backbone"):
+        RetrievalConfig(backbone="vgg16")
+    with pytest.raises(ValueError, match="model.weights"):
+        RetrievalConfig(weights="imagenet.h5")
+    with pytest.raises(ValueError, match="data.images_per_class"):
+        RetrievalData(images_per_class=1)
+    with pytest.raises(ValueError, match="data.source"):
+        RetrievalData(source="imagenet")
+    base = {"task": "retrieval", "method": {"gradient": "imle", "noise": "gumbel"}}
+    with pytest.raises(ConfigError, match="supports method.gradient"):
+        train.load_config(base)
+    with pytest.raises(ConfigError, match="perturbation noise"):
+        train.load_config({"task": "retrieval", "method": {"gradient": "identity", "noise": "sum_of_gamma"}})
+
+
+def test_resnet50_backbone_embeds():
+    m = RetrievalModel({"backbone": "resnet50", "image_size": 32}, batch_size=1)
+    out = m(np.zeros((1, 2, 32, 32, 3), "uint8"))
+    assert tuple(out.shape) == (1, 2, 512)
+    np.testing.assert_allclose(np.linalg.norm(out.numpy(), axis=-1), 1.0, rtol=1e-5)
