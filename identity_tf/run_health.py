@@ -92,6 +92,16 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
 
 
+def _per_example(x) -> np.ndarray:
+    """``[B, -1]`` float64; structured costs or solutions (a tuple, e.g. graph matching's): the floating parts."""
+    if isinstance(x, (tuple, list)):
+        parts = [keras.ops.convert_to_numpy(p) for p in x]
+        parts = [p.reshape(len(p), -1) for p in parts if np.issubdtype(p.dtype, np.floating)]
+        return np.concatenate(parts, axis=1).astype(np.float64)
+    values = _numpy(x)
+    return values.reshape(len(values), -1)
+
+
 class RunHealth(keras.callbacks.Callback):
     """Per-epoch divergence and collapse checks (module docstring); adds its numbers to the epoch's logs.
 
@@ -161,12 +171,12 @@ class RunHealth(keras.callbacks.Callback):
             try:
                 self.model(x, training=False)
             except (ValueError, tf.errors.InvalidArgumentError):  # a solver's finite check: reported below
-                if not any(not np.all(np.isfinite(_numpy(c))) for r in records.values() for c, _ in r):
+                if not any(not np.all(np.isfinite(_per_example(c))) for r in records.values() for c, _ in r):
                     raise
         stds, spreads, scales, distinct = [], [], [], []
         for layer in found:
             for costs, solution in records[id(layer)]:
-                costs = _numpy(costs)
+                costs = _per_example(costs)
                 if not np.all(np.isfinite(costs)):
                     share = 1 - np.isfinite(costs).mean()
                     raise self._diverged(
@@ -176,12 +186,12 @@ class RunHealth(keras.callbacks.Callback):
                 stds.append(float(flat.std(axis=1).mean()))
                 spreads.append(float(flat.std(axis=0).mean()) if len(flat) > 1 else math.inf)
                 scales.append(float(np.sqrt(np.mean(flat**2))))
-                solution = _numpy(solution)
-                solutions = np.round(solution.reshape(len(solution), -1), 6)
+                solutions = np.round(_per_example(solution), 6)
                 distinct.append(len(np.unique(solutions, axis=0)))
         labels = np.asarray(y)
         label_solutions = None
-        if records[id(found[-1])] and labels.shape[1:] == tuple(records[id(found[-1])][-1][1].shape[1:]):
+        last = records[id(found[-1])][-1][1] if records[id(found[-1])] else None
+        if last is not None and labels.shape[1:] == tuple(getattr(last, "shape", (None,))[1:]):
             label_solutions = len(np.unique(np.round(labels.reshape(len(labels), -1), 6), axis=0))
         return {
             "solver_input_std": min(stds),
