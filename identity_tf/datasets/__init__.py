@@ -5,7 +5,7 @@ atomically, with a manifest of its parameters and file digests, and rebuilds it 
 the files (a missing or changed file is a :class:`~identity_tf.datasets.cache.DataError` naming it) and
 ``make_dataset`` gives the ``tf.data`` pipeline. Shared helpers (data directory, pinned downloads, atomic writes,
 digests) are in :mod:`identity_tf.datasets.cache`; the data sets are :mod:`.globe_tsp`, :mod:`.warcraft`,
-:mod:`.beer` and :mod:`.mnist`.
+:mod:`.beer`, :mod:`.mnist` and :mod:`.retrieval`.
 """
 
 from identity_tf.datasets import cache

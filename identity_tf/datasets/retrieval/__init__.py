@@ -3,8 +3,11 @@
 **Offline default** (DESIGN.md section 7): nine icon themes of Debian 12 (Adwaita, Breeze, elementary-xfce, GNOME,
 Gartoon, LXDE's nuoveXT2, MATE, Oxygen, Tango), fetched with ``apt-get download`` (never installed) and read as
 archives. Class = freedesktop icon name (``edit-copy``, ``folder``, ...), instance = the same icon drawn by another
-theme. With at least 5 themes per name: **586 classes, 3 541 images** (64 x 64 RGB, over white), split half/half
-into 293 training and 293 test classes (seeded), as CUB's retrieval split is. Built once into
+theme. A theme's aliases (one file under several names) count for one name only, so that no drawing is an instance
+of two classes; with at least 5 themes per name: **300 classes, 1 987 images** (64 x 64 RGB, over white), split
+half/half into 150 training and 150 test classes (seeded), as CUB's retrieval split is. (Counting every alias as
+its own instance gives the 586 classes / 3 541 images of DESIGN.md, but then identical drawings sit in different
+classes.) Built once into
 ``<data_dir>/retrieval/icons_<size>/`` (``images.npy``, ``labels.npy``, ``themes.npy``, ``classes.json``, the
 themes' Debian copyright files under ``copyright/``, ``provenance.json`` with sources, licences and checksums).
 Modules: :mod:`.sources` (pins, ``.deb`` reading, choice of drawing), :mod:`.building` (:func:`build`),

@@ -2,17 +2,20 @@
 
 :func:`build` reads the nine theme packages (:data:`identity_tf.datasets.retrieval.sources.THEMES`), draws every
 icon name each theme has at ``image_size x image_size`` (PNG decoded with Pillow, SVG rasterised with ``resvg-py``;
-alpha composited over white, padded to a square, antialiased resize), keeps the names that at least
+alpha composited over white, padded to a square, antialiased resize), keeps each drawing of a theme under one name (a theme's
+aliases draw several names with one file: :func:`unique_drawings`), keeps the names that at least
 ``min_instances`` themes draw, and splits those classes half/half (seeded) into training and test classes, as CUB's
 retrieval split does. The folder is written atomically with its manifest (:func:`identity_tf.datasets.protocol.ensure_built`).
 
 Example:
->>> square_rgb(np.full((2, 4, 4), 255, np.uint8).reshape(2, 4, 4)[..., None].repeat(4, -1), 2).shape
-(2, 2, 3)
+>>> transparent = np.zeros((2, 4, 4), np.uint8)  # [H, W, RGBA], fully transparent
+>>> square_rgb(transparent, 2).tolist()  # over white, padded to 4 x 4, resized to 2 x 2
+[[[255, 255, 255], [255, 255, 255]], [[255, 255, 255], [255, 255, 255]]]
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pathlib
@@ -26,7 +29,7 @@ from identity_tf.datasets.retrieval import sources
 
 NAME = "retrieval"
 RECORD = "provenance.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a drawing under one name per theme
 FILES = ("images.npy", "labels.npy", "themes.npy", "classes.json")
 
 
@@ -85,9 +88,37 @@ def draw(extension: str, data: bytes, size: int) -> np.ndarray | None:
         return None
 
 
+def unique_drawings(icons: list[dict]) -> list[dict]:
+    """Keeps each drawing of a theme under one icon name only.
+
+    Themes draw some names with the very same file (a symbolic-link alias such as ``gtk-copy`` -> ``edit-copy``, or a
+    byte-identical copy); as instances of two classes, one drawing would be its own "wrong" neighbour. It stays with
+    the name that the most themes draw (ties: the first name), the theme's other names of it lose that instance.
+    (Merging aliases into one class instead chains through generic drawings into classes of 100+ names.)
+
+    Example:
+    >>> themes = [{"a": (".png", b"1"), "b": (".png", b"1")}, {"b": (".png", b"2")}]
+    >>> [sorted(found) for found in unique_drawings(themes)]
+    [['b'], ['b']]
+    """
+    counts: dict[str, int] = {}
+    for found in icons:
+        for name in found:
+            counts[name] = counts.get(name, 0) + 1
+    unique = []
+    for found in icons:
+        owner: dict[bytes, str] = {}
+        for name in sorted(found, key=lambda name: (-counts[name], name)):
+            extension, data = found[name]
+            owner.setdefault(hashlib.sha256(extension.encode() + data).digest(), name)
+        kept = set(owner.values())
+        unique.append({name: value for name, value in found.items() if name in kept})
+    return unique
+
+
 def collect(themes, data_dir=None, image_size: int = 64, min_instances: int = 2, progress: bool = True):
-    """``({name: [(theme index, image)]}, {package: copyright text})`` of the names that at least
-    ``min_instances`` themes draw (only those are decoded)."""
+    """``({name: [(theme index, image)]}, {package: copyright text})`` of the names that at least ``min_instances``
+    themes draw, each drawing under one name (:func:`unique_drawings`); only those are decoded."""
     icons, copyrights = [], {}
     for theme in themes:
         files, links = sources.deb_members(sources.fetch_deb(theme, data_dir, verbose=progress))
@@ -96,6 +127,7 @@ def collect(themes, data_dir=None, image_size: int = 64, min_instances: int = 2,
         if not found:
             raise DataError(f"{theme.package}: no icons under usr/share/icons/{theme.folder}/ (wrong theme folder?)")
         icons.append(found)
+    icons = unique_drawings(icons)
     counts: dict[str, int] = {}
     for found in icons:
         for name in found:
@@ -164,7 +196,8 @@ def build(
             "sources": [{"package": t.package, "version": t.version, "sha256": t.sha256} for t in themes],
         },
         info={
-            "description": "class = freedesktop icon name, instance = the same icon drawn by another theme",
+            "description": "class = freedesktop icon name, instance = the same icon drawn by another theme; each drawing "
+            "of a theme under one name only",
             "licences": {t.package: t.licence for t in themes},
             "licence_files": "copyright/<package>.txt (the packages' Debian copyright files)",
             "rasteriser": "resvg-py (SVG), Pillow (PNG); alpha over white, padded square, Lanczos resize",

@@ -1,6 +1,6 @@
 """``tf.data`` episodes for retrieval: class-balanced groups of images, ``classes_per_episode x images_per_class``.
 
-A rank-based loss needs positives in the database: a random batch of a many-class set (e.g. 586 icon names with 6
+A rank-based loss needs positives in the database: a random batch of a many-class set (e.g. 300 icon names with 6
 images each) holds almost none. So one training *example* is an **episode**: ``P`` distinct classes of the split,
 ``K`` distinct images of each (``n = P K`` images, class-major order), drawn from a seed. Every query then has
 ``K - 1`` positives in its own episode. A Keras batch is ``B`` episodes (``[B, n, S, S, 3]`` images, ``[B, n]``
