@@ -44,6 +44,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -120,6 +121,7 @@ TASKS = {
 }
 #: Batch sizes: the paper tasks' configs (Warcraft 70, Globe TSP 50); PyEPO's tutorials use 32.
 PYEPO_GRID, PYEPO_FEATURES, PYEPO_BATCH, PYEPO_LAMBDA = (5, 5), 5, 32, 20.0
+PYEPO_DATA_ENV = "PEERS_PYEPO_DATA"
 
 
 # -------------------------------------------------------------------------------------------------- data
@@ -261,7 +263,14 @@ class GlopShortestPath:
 
 
 def pyepo_data(seed: int = 135):
-    """One batch of PyEPO's shortest-path data (``genData``, degree 4, noise 0.5): features, costs, solutions."""
+    """One batch of PyEPO's shortest-path data (``genData``, degree 4, noise 0.5): features, costs, solutions.
+
+    Read from the ``.npz`` file named by ``$PEERS_PYEPO_DATA`` when set: the orchestrator generates the batch
+    once with the PyTorch side's interpreter (PyEPO imports torch), so identity_tf's side needs no PyEPO.
+    """
+    if os.environ.get(PYEPO_DATA_ENV):
+        data = np.load(os.environ[PYEPO_DATA_ENV])
+        return data["x"], data["c"], data["solutions"]
     import pyepo
 
     x, c = pyepo.data.shortestpath.genData(PYEPO_BATCH, PYEPO_FEATURES, PYEPO_GRID, deg=4, noise_width=0.5, seed=seed)
@@ -452,6 +461,11 @@ def bench_task(task: str, rounds: int, steps: int, peer_python: str) -> dict:
     spec = TASKS[task]
     load_before = os.getloadavg()
     workers = {}
+    scratch = tempfile.TemporaryDirectory()
+    if task == "pyepo_sp":  # one batch for both sides, made where PyEPO is installed
+        path = os.path.join(scratch.name, "pyepo.npz")
+        subprocess.run([peer_python, str(pathlib.Path(__file__).resolve()), "--pyepo-data", path], check=True)
+        os.environ[PYEPO_DATA_ENV] = path  # the workers inherit it
     try:
         for name, variant in spec["variants"].items():  # built one at a time
             python = peer_python if variant["side"] == "pytorch" else sys.executable
@@ -470,6 +484,8 @@ def bench_task(task: str, rounds: int, steps: int, peer_python: str) -> dict:
     finally:
         for w in workers.values():
             w.close()
+        os.environ.pop(PYEPO_DATA_ENV, None)
+        scratch.cleanup()
     variants = {
         name: {
             **spec["variants"][name],
@@ -515,6 +531,7 @@ def parse_args(argv=None):
         "--peer-python", default=sys.executable, help="interpreter of the PyTorch side (default: this one)"
     )
     parser.add_argument("--worker", nargs=2, metavar=("TASK", "VARIANT"), help=argparse.SUPPRESS)
+    parser.add_argument("--pyepo-data", metavar="NPZ", help=argparse.SUPPRESS)  # writes PyEPO's batch
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--out", help="JSON output path of a single task (default: benchmarks/results/local/)")
     group.add_argument("--save", action="store_true", help="write the tracked benchmarks/results/peers_<task>.json")
@@ -528,6 +545,10 @@ def main() -> None:
     args = parse_args()
     if args.worker:
         worker(*args.worker)
+        return
+    if args.pyepo_data:
+        x, c, solutions = pyepo_data()
+        np.savez(args.pyepo_data, x=x, c=c, solutions=solutions)
         return
     ran = 0
     for task in args.tasks:
