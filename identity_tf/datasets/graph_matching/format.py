@@ -83,8 +83,24 @@ class KeypointImages:
         return int(self.images.shape[1])
 
     def limit(self, max_pairs: int | None) -> KeypointImages:
-        """The split with only its first ``max_pairs`` pairs (None: all)."""
-        return dataclasses.replace(self, pairs=self.pairs[:max_pairs])
+        """The split with ``max_pairs`` of its pairs (None: all), taken class by class in turn: the first pair of
+        every class, then the second, ... (so a limit keeps every class; pairs are stored class after class).
+
+        Example:
+        >>> split = KeypointImages(np.zeros([4, 2, 2, 3], np.uint8), np.zeros([4, 1, 2], np.float32),
+        ...     np.zeros([4, 0, 2], np.float32), np.array([0, 0, 1, 1], np.int32),
+        ...     np.array([[0, 1], [1, 0], [2, 3], [3, 2]], np.int32), ["a", "b"])
+        >>> split.limit(3).pairs.tolist()
+        [[0, 1], [2, 3], [1, 0]]
+        """
+        if max_pairs is None or max_pairs >= len(self.pairs):
+            return self
+        classes = self.classes[self.pairs[:, 0]]
+        rank = np.zeros(len(classes), np.int64)
+        for c in np.unique(classes):
+            rank[classes == c] = np.arange((classes == c).sum())
+        order = np.lexsort((classes, rank))[:max_pairs]
+        return dataclasses.replace(self, pairs=self.pairs[order])
 
 
 @dataclasses.dataclass

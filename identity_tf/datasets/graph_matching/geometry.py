@@ -21,7 +21,8 @@ def delaunay_edges(points) -> np.ndarray:
     """The directed edges ``[E, 2]`` (int32, sorted) of the Delaunay triangulation of ``points [n, 2]``.
 
     Both orientations of every triangle side are listed (BB-GM's graphs). Two points give the edge in both
-    directions, one point none; degenerate (collinear) point sets are triangulated with Qhull's joggle (``QJ``).
+    directions, one point none; degenerate (collinear) point sets are triangulated with Qhull's joggle (``QJ``),
+    and three points on a line (which Qhull refuses) are joined along the line.
 
     Example:
     >>> delaunay_edges(np.array([[0.0, 0.0], [2.0, 0.0]])).tolist()
@@ -36,7 +37,13 @@ def delaunay_edges(points) -> np.ndarray:
     try:
         simplices = scipy.spatial.Delaunay(points).simplices
     except scipy.spatial.QhullError:
-        simplices = scipy.spatial.Delaunay(points, qhull_options="QJ").simplices
+        try:
+            simplices = scipy.spatial.Delaunay(points, qhull_options="QJ").simplices
+        except scipy.spatial.QhullError:  # all on one line (or one point): the path along the line
+            axis = np.linalg.svd(points - points.mean(axis=0))[2][0]
+            order = np.argsort(points @ axis, kind="stable")
+            path = [(int(a), int(b)) for a, b in zip(order[:-1], order[1:])]
+            return np.array(sorted(path + [(b, a) for a, b in path]), np.int32).reshape(-1, 2)
     edges = set()
     for simplex in simplices:
         for a in range(3):
