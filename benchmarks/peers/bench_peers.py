@@ -1,10 +1,17 @@
 """identity_tf's train steps against PyTorch peers: the original Blackbox-Backprop models and PyEPO.
 
-Usage (torch, and PyEPO for ``pyepo_sp``, in the interpreter that runs the PyTorch side; see ``setup.cfg``'s
-``peers`` extra)::
+Setup, once: torch and PyEPO go into a separate virtualenv (``setup.cfg``'s ``peers`` extra), never into the
+project's; a CPU-only torch build is enough (a CUDA build is several GB)::
 
-    python benchmarks/peers/bench_peers.py --rounds 8 --save                     # all tasks
-    python benchmarks/peers/bench_peers.py --tasks warcraft12 --peer-python /path/to/torch-venv/bin/python
+    python -m venv ../peers-venv
+    ../peers-venv/bin/pip install 'torch==2.13.0+cpu'     # or any CPU-only build the package index offers
+    ../peers-venv/bin/pip install -e '.[peers]'           # identity_tf (the TSP peers call its solvers), PyEPO
+
+Usage: identity_tf's side runs in the interpreter that runs this script, the PyTorch side in ``--peer-python``::
+
+    PEER=../peers-venv/bin/python
+    python benchmarks/peers/bench_peers.py --peer-python $PEER --tasks warcraft12 --rounds 8 --steps 1 --save
+    python benchmarks/peers/bench_peers.py --peer-python $PEER --tasks globe_tsp10 globe_tsp20 pyepo_sp --save
 
 Never part of the test suite. A task whose peer needs a package that the peer interpreter lacks (torch; PyEPO for
 ``pyepo_sp``; elkai for ``globe_tsp20``) is skipped with a line saying so; with nothing left to run the script
@@ -525,7 +532,7 @@ def versions(peer_python: str) -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     parser.add_argument(
         "--peer-python", default=sys.executable, help="interpreter of the PyTorch side (default: this one)"
