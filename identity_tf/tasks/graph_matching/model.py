@@ -386,6 +386,21 @@ def accuracy_per_class(x, x_true, classes, num_classes: int) -> np.ndarray:
     return np.array([per_pair[classes == c].mean() if (classes == c).any() else np.nan for c in range(num_classes)])
 
 
+def predict_matchings(model, split, pairs, batch_size: int, limit: int | None = None):
+    """``(x, x*)`` ``[P, n, m]`` of the first ``limit`` pairs (all: None), the model called batch by batch."""
+    from identity_tf.datasets import graph_matching as data_lib
+
+    predicted, truths = [], []
+    seen = 0
+    for inputs, truth in data_lib.make_dataset(split, pairs, batch_size):
+        predicted.append(keras.ops.convert_to_numpy(model(inputs, training=False)))
+        truths.append(truth.numpy())
+        seen += len(truth)
+        if limit is not None and seen >= limit:
+            break
+    return np.concatenate(predicted)[:limit], np.concatenate(truths)[:limit]
+
+
 @keras.saving.register_keras_serializable(package="identity_tf.graph_matching")
 class BackboneScaledAdam(keras.optimizers.Adam):
     """Adam whose learning rate is multiplied by ``backbone_factor`` for the variables whose path starts with one

@@ -41,7 +41,7 @@ def draw_pair(ax, split, pairs, index: int, predicted: np.ndarray) -> float:
 
 def plot_matches(model, split, pairs, out_png, num_examples: int = 4) -> pathlib.Path:
     """The first ``num_examples`` pairs of a split with predicted vs true matches (see :func:`draw_pair`)."""
-    from identity_tf.tasks.graph_matching.task import predict_matchings
+    from identity_tf.tasks.graph_matching.model import predict_matchings
 
     count = min(num_examples, len(pairs))
     predicted, _ = predict_matchings(model, split, pairs, batch_size=max(count, 1), limit=count)

@@ -13,6 +13,7 @@ from identity_tf.tasks.graph_matching.model import (
     GraphMatchingConfig,
     GraphMatchingNet,
     accuracy_per_class,
+    predict_matchings,
 )
 from identity_tf.tasks.registry import DataOption, Task, TaskData, register
 
@@ -179,18 +180,3 @@ class GraphMatchingTask(Task):
         how = f"{m.gradient}" + (f" (lambda {m.lam:g})" if m.gradient == "blackbox" else "")
         margin = f", {config.model.margin} margin alpha {m.alpha:g}" if m.alpha else ""
         return f"{how}, projection {m.projection}{margin}"
-
-
-def predict_matchings(model, split, pairs, batch_size: int, limit: int | None = None):
-    """``(x, x*)`` ``[P, n, m]`` of the first ``limit`` pairs (all: None), the model called batch by batch."""
-    from identity_tf.datasets import graph_matching as data_lib
-
-    predicted, truths = [], []
-    seen = 0
-    for inputs, truth in data_lib.make_dataset(split, pairs, batch_size):
-        predicted.append(keras.ops.convert_to_numpy(model(inputs, training=False)))
-        truths.append(truth.numpy())
-        seen += len(truth)
-        if limit is not None and seen >= limit:
-            break
-    return np.concatenate(predicted)[:limit], np.concatenate(truths)[:limit]
