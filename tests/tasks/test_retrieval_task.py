@@ -166,3 +166,25 @@ def test_resnet50_backbone_embeds():
     out = m(np.zeros((1, 2, 32, 32, 3), "uint8"))
     assert tuple(out.shape) == (1, 2, 512)
     np.testing.assert_allclose(np.linalg.norm(out.numpy(), axis=-1), 1.0, rtol=1e-5)
+
+
+def test_validation_callback_logs_recall_and_mean_similarity():
+    from identity_tf.tasks.retrieval.task import ValidationRecall
+
+    rng = np.random.default_rng(4)
+    embeddings = unit(rng.normal(size=(9, 3))).astype("float32")
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+
+    class Embedder(keras.Model):  # embeds image i (a constant image of value i) as embeddings[i]
+        def embed(self, images):
+            return embeddings[images[:, 0, 0, 0].astype(int)]
+
+    images = np.arange(9, dtype=np.uint8).reshape(9, 1, 1, 1).repeat(3, -1)
+    callback = ValidationRecall(images, labels, np.arange(9))
+    callback.set_model(Embedder())
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    similarities = embeddings @ embeddings.T
+    expected = similarities[~np.eye(9, dtype=bool)].mean()
+    assert logs["val_mean_similarity"] == pytest.approx(expected, rel=1e-5)
+    assert logs["val_recall_at_1"] == pytest.approx(recall_at_ks(embeddings, labels, ks=(1,))["recall_at_1"])

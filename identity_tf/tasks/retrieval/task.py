@@ -106,7 +106,9 @@ def embed_split(model, images: np.ndarray, indices: np.ndarray, batch_size: int 
 
 
 class ValidationRecall(keras.callbacks.Callback):
-    """Adds ``val_recall_at_1`` (R@1 over all validation images, each querying the others) to the epoch's logs."""
+    """Adds ``val_recall_at_1`` (R@1 over all validation images, each querying the others) and
+    ``val_mean_similarity`` (mean cosine similarity of two different validation images: 1 when the embeddings
+    collapse to one point, the failure of Identity without projection) to the epoch's logs."""
 
     def __init__(self, images, labels, indices):
         super().__init__()
@@ -116,6 +118,9 @@ class ValidationRecall(keras.callbacks.Callback):
         if logs is not None:
             embeddings = embed_split(self.model, self.images, self.indices)
             logs["val_recall_at_1"] = recall_at_ks(embeddings, self.labels[self.indices], ks=(1,))["recall_at_1"]
+            n = len(embeddings)
+            total = np.square(embeddings.sum(axis=0, dtype=np.float64)).sum() - n  # sum over pairs i != j of <e_i, e_j>
+            logs["val_mean_similarity"] = float(total / max(n * (n - 1), 1))
 
 
 @register("retrieval")
