@@ -107,10 +107,4 @@ def make_dataset(
     return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
-def embedding_batches(images: np.ndarray, indices: np.ndarray, batch_size: int):
-    """Plain batches ``[b, S, S, 3]`` of ``images[indices]`` in order (for embedding a whole split)."""
-    for start in range(0, len(indices), batch_size):
-        yield images[indices[start : start + batch_size]]
-
-
-__all__ = ["ClassTable", "check_episode", "embedding_batches", "make_dataset"]
+__all__ = ["ClassTable", "check_episode", "make_dataset"]

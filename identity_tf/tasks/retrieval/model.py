@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from identity_tf import layers, losses, metrics, solvers
@@ -258,6 +259,15 @@ class RetrievalModel(TaskModel):
 
     def get_config(self):
         return {**super().get_config(), "batch_size": self.batch_size}
+
+
+def embed_split(model, images: np.ndarray, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Unit embeddings ``[len(indices), D]`` of ``images[indices]`` (inference mode)."""
+    parts = [
+        keras.ops.convert_to_numpy(model.embed(images[indices[start : start + batch_size]]))
+        for start in range(0, len(indices), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, model.task_config.embedding_dim), np.float32)
 
 
 @keras.saving.register_keras_serializable(package="identity_tf.retrieval")

@@ -62,7 +62,7 @@ def draw_retrievals(images, labels, embeddings, queries, k: int, out_png=None, t
 
 def retrieval_examples(model, splits, out_png, num_queries: int = 5, k: int = 6) -> pathlib.Path:
     """The test classes' queries with their top-``k`` retrievals by ``model`` (all test images as the database)."""
-    from identity_tf.tasks.retrieval.task import embed_split
+    from identity_tf.tasks.retrieval.model import embed_split
 
     images, labels = splits.data.images[splits.test], splits.data.labels[splits.test]
     embeddings = embed_split(model, splits.data.images, splits.test)

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from identity_tf import metrics
 from identity_tf.tasks.registry import DataOption, Task, TaskData, register
-from identity_tf.tasks.retrieval.model import RetrievalAdam, RetrievalConfig, RetrievalModel
+from identity_tf.tasks.retrieval.model import RetrievalAdam, RetrievalConfig, RetrievalModel, embed_split
 
 RECALL_KS = (1, 2, 4, 8)
 
@@ -95,14 +95,6 @@ def recall_at_ks(embeddings: np.ndarray, labels: np.ndarray, ks=RECALL_KS) -> di
     relevance = tf.cast(tf.equal(labels[:, None], labels[None, :]), tf.float32)
     valid = ~tf.eye(tf.shape(e)[0], dtype=tf.bool)
     return {f"recall_at_{k}": float(metrics.recall_at_k(relevance, scores, k=k, valid=valid)) for k in ks}
-
-
-def embed_split(model, images: np.ndarray, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Unit embeddings ``[len(indices), D]`` of ``images[indices]`` (inference mode)."""
-    from identity_tf.datasets.retrieval.pipeline import embedding_batches
-
-    parts = [keras.ops.convert_to_numpy(model.embed(batch)) for batch in embedding_batches(images, indices, batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, model.task_config.embedding_dim), np.float32)
 
 
 class ValidationRecall(keras.callbacks.Callback):
