@@ -22,12 +22,17 @@ Tasks (``TASKS``) and their variants, every step on the same random batch of the
 * ``warcraft12``: identity_tf's Warcraft 12x12 model (batch 70) built and compiled as the trainer builds it
   (``train.build_and_compile``, ``train.jit_compile: auto``), Identity and BB configs; the original BB PyTorch
   model (``torch_peers.py``, written from its definition: the published repository does not run on current
-  PyTorch) with BB and with Identity, the original heapq Dijkstra per instance on the host; and BB with scipy's
-  Dijkstra per instance (a faster host solver than the original's).
+  PyTorch) with BB and with Identity, the original heapq Dijkstra per instance on the host; BB with scipy's
+  Dijkstra per instance (a faster host solver than the original's); and BB with ``OMP_WAIT_POLICY=PASSIVE``.
+  torch's OpenMP threads spin while they wait by default, which costs much when other processes share the cores
+  (measured here at load average 9-10: 1.9 s CPU and 5.6 s wall per Identity step by default, 1.1-1.2 s CPU and
+  3.0-4.1 s wall with PASSIVE, 1.1-1.3 s CPU and 2.4-2.6 s wall with one thread); the PASSIVE peer is the
+  fairer one on a loaded machine.
 * ``globe_tsp10`` / ``globe_tsp20``: identity_tf's Globe TSP(10) (Held-Karp DP, batch 50) and TSP(20) (LKH)
   configs, Identity + P_std and BB; a BB PyTorch step of the same network calling the same solver once per
   instance, forward and backward (the paper's Table 8 setting): TSP(10) the XLA-compiled Held-Karp DP of
-  identity_tf on one instance, and CP-SAT (exact); TSP(20) LKH (``TSP(method="lkh").solve_one``).
+  identity_tf on one instance, and CP-SAT (exact); TSP(20) LKH (``TSP(method="lkh").solve_one``); the DP and LKH
+  peers also with ``OMP_WAIT_POLICY=PASSIVE``.
 * ``pyepo_sp``: PyEPO's shortest path on its 5x5 grid (40 edges, 5 features, batch 32), a linear model: PyEPO's
   ``negativeIdentity`` (NID) and ``blackboxOpt`` (DBB, lambda 20) on its OR-Tools (GLOP) model, L1 loss to the
   true solutions; identity_tf's ``SolverLayer`` (Identity, BB) around ``IntegerLinearProgram`` (HiGHS) with the
@@ -76,10 +81,19 @@ TASKS = {
             "peer_bb": {"side": "pytorch", "gradient": "blackbox", "solver": "python"},
             "peer_identity": {"side": "pytorch", "gradient": "identity", "solver": "python"},
             "peer_bb_scipy": {"side": "pytorch", "gradient": "blackbox", "solver": "scipy"},
+            # OpenMP threads that sleep while waiting: torch's default spin-waiting loses much to other load
+            "peer_bb_passive": {
+                "side": "pytorch",
+                "gradient": "blackbox",
+                "solver": "python",
+                "env": {"OMP_WAIT_POLICY": "PASSIVE"},
+            },
         },
         "comparisons": [
             ("ours_identity", "peer_bb", 0.8),
             ("ours_bb", "peer_bb", 0.8),
+            ("ours_identity", "peer_bb_passive", 0.8),
+            ("ours_bb", "peer_bb_passive", 0.8),
             ("ours_identity", "peer_identity", None),
             ("ours_bb", "peer_bb_scipy", None),
         ],
@@ -91,9 +105,11 @@ TASKS = {
             "ours_bb": {"side": "identity_tf", "config": "configs/globe_tsp/tsp10_blackbox.yaml"},
             "peer_bb_dp": {"side": "pytorch", "solver": "dp"},
             "peer_bb_cp_sat": {"side": "pytorch", "solver": "cp_sat"},
+            "peer_bb_dp_passive": {"side": "pytorch", "solver": "dp", "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
         },
         "comparisons": [
             ("ours_identity", "peer_bb_dp", 0.5),
+            ("ours_identity", "peer_bb_dp_passive", 0.5),
             ("ours_bb", "peer_bb_dp", None),
             ("ours_identity", "peer_bb_cp_sat", 0.5),
         ],
@@ -104,8 +120,13 @@ TASKS = {
             "ours_identity": {"side": "identity_tf", "config": "configs/globe_tsp/tsp20_identity_noise0.2.yaml"},
             "ours_bb": {"side": "identity_tf", "config": "configs/globe_tsp/tsp20_blackbox.yaml"},
             "peer_bb_lkh": {"side": "pytorch", "solver": "lkh"},
+            "peer_bb_lkh_passive": {"side": "pytorch", "solver": "lkh", "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
         },
-        "comparisons": [("ours_identity", "peer_bb_lkh", 0.5), ("ours_bb", "peer_bb_lkh", None)],
+        "comparisons": [
+            ("ours_identity", "peer_bb_lkh", 0.5),
+            ("ours_identity", "peer_bb_lkh_passive", 0.5),
+            ("ours_bb", "peer_bb_lkh", None),
+        ],
         "needs": ["torch", "elkai"],
     },
     "pyepo_sp": {
@@ -402,6 +423,7 @@ def _say(message: dict) -> None:
 class Worker:
     def __init__(self, python: str, task: str, name: str):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env.update(TASKS[task]["variants"][name].get("env", {}))
         self.name = name
         self.process = subprocess.Popen(
             [python, str(pathlib.Path(__file__).resolve()), "--worker", task, name],

@@ -46,9 +46,12 @@ LABELS = {
     (None, "peer_bb"): "BB, original heapq Dijkstra",
     (None, "peer_identity"): "Identity, original heapq Dijkstra",
     (None, "peer_bb_scipy"): "BB, scipy Dijkstra",
+    (None, "peer_bb_passive"): "BB, original heapq Dijkstra, OMP_WAIT_POLICY=PASSIVE",
     (None, "peer_bb_dp"): "BB, Held-Karp DP (XLA) per instance",
     (None, "peer_bb_cp_sat"): "BB, CP-SAT per instance",
     (None, "peer_bb_lkh"): "BB, LKH per instance",
+    (None, "peer_bb_dp_passive"): "BB, Held-Karp DP (XLA) per instance, OMP_WAIT_POLICY=PASSIVE",
+    (None, "peer_bb_lkh_passive"): "BB, LKH per instance, OMP_WAIT_POLICY=PASSIVE",
     (None, "pyepo_nid"): "PyEPO NID (OR-Tools GLOP)",
     (None, "pyepo_dbb"): "PyEPO DBB (OR-Tools GLOP)",
 }
