@@ -310,22 +310,27 @@ class GraphMatchingNet(TaskModel):
         self.projection = projection_layer(m, self.solver)
         self.solver_layer = selection_layer(m, self.solver, seed + 1)
 
-    def node_features(self, images, points, edges, training=None):
-        """Keypoint features after the graph convolutions ``[B, n, D]``, and the global feature ``[B, G]``."""
-        node_map, edge_map, global_feature = self.backbone(images, training=training)
+    def node_features(self, maps, points, edges):
+        """Keypoint features after the graph convolutions ``[B, n, D]`` from the backbone's two feature maps."""
+        node_map, edge_map = maps
         x = tf.concat(
             [_l2_normalise(sample_features(node_map, points)), _l2_normalise(sample_features(edge_map, points))], -1
         )
         attributes = cartesian_attributes(points, edges)
         h = tf.nn.relu(self.convs[0]((x, edges, attributes)))
         h = self.convs[1]((h, edges, attributes))
-        return x + 0.1 * h, global_feature
+        return x + 0.1 * h
 
     def costs(self, inputs, training=None):
         """``(unary [B, n, m], pairwise [B, E1, E2])``: 0 on padding."""
-        x1, g1 = self.node_features(inputs["images1"], inputs["points1"], inputs["edges1"], training)
-        x2, g2 = self.node_features(inputs["images2"], inputs["points2"], inputs["edges2"], training)
-        g = tf.concat([g1, g2], axis=-1)
+        inputs = self._structure(inputs)
+        batch = tf.shape(inputs["images1"])[0]
+        images = tf.concat([inputs["images1"], inputs["images2"]], axis=0)  # one backbone pass for both sides
+        node_map, edge_map, global_feature = self.backbone(images, training=training)
+        first, second = (node_map[:batch], edge_map[:batch]), (node_map[batch:], edge_map[batch:])
+        x1 = self.node_features(first, inputs["points1"], inputs["edges1"])
+        x2 = self.node_features(second, inputs["points2"], inputs["edges2"])
+        g = tf.concat([global_feature[:batch], global_feature[batch:]], axis=-1)
         unary = -self.vertex_affinity((x1, x2, g))
         e1, e2 = _edge_features(x1, inputs["edges1"]), _edge_features(x2, inputs["edges2"])
         pairwise = -0.5 * self.edge_affinity((e1, e2, g))
@@ -340,7 +345,14 @@ class GraphMatchingNet(TaskModel):
         valid2 = tf.cast(inputs["edges2"][..., 0] >= 0, unary.dtype)
         return unary * rows[:, :, None] * cols[:, None, :], pairwise * valid1[:, :, None] * valid2[:, None, :]
 
+    @staticmethod
+    def _structure(inputs) -> dict:
+        """``inputs`` with the graph structure as int32 (Keras' symbolic build passes every input as float)."""
+        ints = ("edges1", "edges2", "num_nodes1", "num_nodes2")
+        return {key: tf.cast(value, tf.int32) if key in ints else value for key, value in inputs.items()}
+
     def call(self, inputs, training=None):
+        inputs = self._structure(inputs)
         unary, pairwise = self.costs(inputs, training=training)
         alpha = self.method.alpha
         if alpha > 0 and self.task_config.margin == "informed" and training and "perm" in inputs:
