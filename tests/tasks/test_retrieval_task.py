@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from identity_tf import projections, train
-from identity_tf.datasets.retrieval.format import RetrievalData as Data
+from identity_tf.datasets.retrieval.format import RetrievalSet as Data
 from identity_tf.tasks.retrieval import RetrievalAdam, RetrievalConfig, RetrievalData, RetrievalModel
 from identity_tf.tasks.retrieval.model import episode_scores, fill_invalid
 from identity_tf.tasks.retrieval.task import recall_at_ks, split_indices

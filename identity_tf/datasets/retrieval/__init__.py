@@ -11,7 +11,7 @@ classes.) Built once into
 ``<data_dir>/retrieval/icons_<size>/`` (``images.npy``, ``labels.npy``, ``themes.npy``, ``classes.json``, the
 themes' Debian copyright files under ``copyright/``, ``provenance.json`` with sources, licences and checksums).
 Modules: :mod:`.sources` (pins, ``.deb`` reading, choice of drawing), :mod:`.building` (:func:`build`),
-:mod:`.format` (:class:`RetrievalData`, :func:`load_icons`, :func:`load_cub`), :mod:`.pipeline` (episodes).
+:mod:`.format` (:class:`RetrievalSet`, :func:`load_icons`, :func:`load_cub`), :mod:`.pipeline` (episodes).
 
 **CUB-200-2011**: point the data directory at the official ``CUB_200_2011/`` folder (or its parent) and
 :func:`load` reads it (:func:`load_cub`: classes 1-100 train, 101-200 test).
@@ -25,14 +25,14 @@ Example:
 from __future__ import annotations
 
 from identity_tf.datasets.retrieval.building import FILES, RECORD, build, dataset_dir, split_classes
-from identity_tf.datasets.retrieval.format import RetrievalData, find_cub, load_cub, load_icons
+from identity_tf.datasets.retrieval.format import RetrievalSet, find_cub, load_cub, load_icons
 from identity_tf.datasets.retrieval.pipeline import ClassTable, check_episode, make_dataset
 from identity_tf.datasets.retrieval.sources import THEMES, Theme
 
 SOURCES = ("auto", "icons", "cub")
 
 
-def load(source: str = "auto", image_size: int = 64, data_dir=None, progress: bool = True) -> RetrievalData:
+def load(source: str = "auto", image_size: int = 64, data_dir=None, progress: bool = True) -> RetrievalSet:
     """The retrieval data of ``source``: ``"cub"`` (the CUB folder at ``data_dir``), ``"icons"`` (built on first
     use) or ``"auto"`` (CUB when ``data_dir`` holds it, else the icons)."""
     if source not in SOURCES:
@@ -49,7 +49,7 @@ __all__ = [
     "SOURCES",
     "THEMES",
     "ClassTable",
-    "RetrievalData",
+    "RetrievalSet",
     "Theme",
     "build",
     "check_episode",

@@ -1,4 +1,4 @@
-"""What a retrieval data set is in memory (:class:`RetrievalData`), and its two loaders: the icon set, CUB-200-2011.
+"""What a retrieval data set is in memory (:class:`RetrievalSet`), and its two loaders: the icon set, CUB-200-2011.
 
 **CUB-200-2011** (the paper's data): the official folder ``CUB_200_2011/`` holds ``images.txt`` (``<image id>
 <relative path>``), ``image_class_labels.txt`` (``<image id> <class id>``), ``classes.txt`` (``<class id>
@@ -7,7 +7,7 @@ used: the retrieval split (Wah et al.; Rolinek et al. 2020) trains on classes 1-
 i.e. the first half of the class ids. Images are centre-cropped to a square and resized to ``image_size``.
 
 Example:
->>> data = RetrievalData(np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 0, 1, 1]), ["a", "b"], [0], [1], "demo")
+>>> data = RetrievalSet(np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 0, 1, 1]), ["a", "b"], [0], [1], "demo")
 >>> data.indices("train").tolist(), data.indices("test").tolist()
 ([0, 1], [2, 3])
 """
@@ -29,7 +29,7 @@ CUB_FILES = ("images.txt", "image_class_labels.txt")
 
 
 @dataclasses.dataclass
-class RetrievalData:
+class RetrievalSet:
     """Images with class labels and a split of the *classes* into training and test classes.
 
     Attributes:
@@ -56,7 +56,7 @@ class RetrievalData:
         return np.flatnonzero(np.isin(self.labels, np.asarray(classes, dtype=self.labels.dtype)))
 
 
-def load_icons(image_size: int = 64, data_dir=None) -> RetrievalData:
+def load_icons(image_size: int = 64, data_dir=None) -> RetrievalSet:
     """Loads the built icon set (:func:`identity_tf.datasets.retrieval.build`), checked against its manifest."""
     folder = building.dataset_dir(image_size, data_dir)
     protocol.check_folder(
@@ -67,7 +67,7 @@ def load_icons(image_size: int = 64, data_dir=None) -> RetrievalData:
         missing_hint="Build it with `identity-tf data retrieval`.",
     )
     classes = json.loads((folder / "classes.json").read_text())
-    return RetrievalData(
+    return RetrievalSet(
         images=np.load(folder / "images.npy"),
         labels=np.load(folder / "labels.npy").astype(np.int32),
         class_names=list(classes["names"]),
@@ -100,7 +100,7 @@ def _read_table(path: pathlib.Path, what: str) -> list[tuple[int, str]]:
     return rows
 
 
-def load_cub(folder: str | os.PathLike, image_size: int = 224) -> RetrievalData:
+def load_cub(folder: str | os.PathLike, image_size: int = 224) -> RetrievalSet:
     """Reads an official ``CUB_200_2011/`` folder; classes of the first half of the ids train, the rest test.
 
     Args:
@@ -147,7 +147,7 @@ def load_cub(folder: str | os.PathLike, image_size: int = 224) -> RetrievalData:
             images.append(np.asarray(image, np.uint8))
         label_list.append(index_of[int(labels[image_id])])
     half = len(class_ids) // 2
-    return RetrievalData(
+    return RetrievalSet(
         images=np.stack(images),
         labels=np.asarray(label_list, np.int32),
         class_names=[names[cid] for cid in class_ids],
@@ -157,4 +157,4 @@ def load_cub(folder: str | os.PathLike, image_size: int = 224) -> RetrievalData:
     )
 
 
-__all__ = ["CUB_FILES", "RetrievalData", "find_cub", "load_cub", "load_icons"]
+__all__ = ["CUB_FILES", "RetrievalSet", "find_cub", "load_cub", "load_icons"]
