@@ -7,8 +7,7 @@ image units (x / S, y / S), 0 on padding; ``edges1``, ``edges2`` int32 ``[B, E, 
 (read only by the informed margin during training). The target is the same true matching ``[B, n, m]``.
 
 Example:
->>> import numpy as np
->>> MEAN.tolist(), STD.tolist()
+>>> MEAN.astype(float).round(3).tolist(), STD.astype(float).round(3).tolist()
 ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 """
 

@@ -28,7 +28,7 @@ a pair's common keypoints are its annotated ones. The published splits are used 
 
 Example:
 >>> sorted(VOC_REQUIRED), sorted(SPAIR_REQUIRED)
-[['VOC2011', 'JPEGImages'], ['annotations']], [['JPEGImages'], ['PairAnnotation']]
+([['VOC2011', 'JPEGImages'], ['annotations']], [['JPEGImages'], ['PairAnnotation']])
 """
 
 from __future__ import annotations
