@@ -238,7 +238,11 @@ class WeightedInnerProductAffinity(keras.layers.Layer):
 
 
 def small_backbone(width: int) -> keras.Model:
-    """A 5-stage CNN with VGG's strides: ``(node map at stride 8, edge map at stride 16, global [B, 4 width])``."""
+    """A 5-stage CNN with VGG's strides: ``(node map at stride 8, edge map at stride 16, global [B, 4 width])``.
+
+    Batch norm is synchronized across replicas (one replica: plain batch norm), so that every worker of a
+    multi-worker run keeps the same moving statistics (unsynchronized, they diverged between workers).
+    """
     inputs = keras.Input((None, None, 3))
     x = inputs
     outputs = []
@@ -246,7 +250,9 @@ def small_backbone(width: int) -> keras.Model:
         ((width, 1), (2 * width, 1), (2 * width, 1), (4 * width, 0), (4 * width, 0))
     ):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"backbone_conv{stage + 1}")(x)
-        x = keras.layers.BatchNormalization(name=f"backbone_bn{stage + 1}")(x)
+        x = keras.layers.BatchNormalization(synchronized=True, name=f"backbone_bn{stage + 1}")(
+            x
+        )  # same stats on every replica
         x = keras.layers.ReLU(name=f"backbone_relu{stage + 1}")(x)
         if stage >= 3:
             outputs.append(x)
