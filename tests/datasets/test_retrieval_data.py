@@ -216,3 +216,41 @@ def test_episodes_are_class_balanced():
         make_dataset(images, labels, table, 6, 2, 1, 1)
     with pytest.raises(ValueError, match="data.images_per_class"):
         make_dataset(images, labels, table, 2, 4, 1, 1)
+
+
+def test_augment_flips_and_shifts_each_image():
+    from identity_tf.datasets.retrieval.pipeline import augment
+
+    # 8 x 8 images whose pixel (r, c) holds 10 r + c (+ 100 i for image i): a crop's corner names its shift
+    grid = 10 * np.arange(8)[:, None] + np.arange(8)[None, :]
+    images = np.stack([grid + 100 * i for i in range(2)]).astype(np.int32)[..., None]
+    out = augment(images.astype(np.uint16), np.random.default_rng(3), pad_fraction=0.25)  # pad 2
+    rng = np.random.default_rng(3)  # the same draws, in augment's order: flips, then offsets
+    flips, offsets = rng.random(2) < 0.5, rng.integers(0, 5, size=(2, 2))
+    for i in range(2):
+        expected = np.pad(images[i, ..., 0], 2, mode="edge")[
+            offsets[i, 0] : offsets[i, 0] + 8, offsets[i, 1] : offsets[i, 1] + 8
+        ]
+        expected = expected[:, ::-1] if flips[i] else expected
+        assert np.array_equal(out[i, ..., 0], expected)
+    assert out.shape == images.shape and out.dtype == np.uint16
+    assert out[1].min() >= 100  # edge padding: no pixel from outside the image
+
+
+def test_augmented_episodes_are_seeded():
+    labels = np.repeat(np.arange(4), 4)
+    images = np.random.default_rng(0).integers(0, 255, size=(16, 8, 8, 3)).astype(np.uint8)
+    table = ClassTable.from_labels(labels, np.arange(16))
+
+    def first_batch(augmented, seed=1):
+        dataset = make_dataset(images, labels, table, 2, 2, 2, 1, seed=seed, training=True, augmented=augmented)
+        return next(iter(dataset))
+
+    (x_plain, y_plain), (x_aug, y_aug) = first_batch(False), first_batch(True)
+    assert np.array_equal(y_plain, y_aug)  # the same episode is drawn: augment draws after sampling
+    assert not np.array_equal(x_plain, x_aug)
+    assert np.array_equal(first_batch(True)[0], x_aug)  # seeded
+    from identity_tf.tasks.retrieval.task import RetrievalData
+
+    with pytest.raises(ValueError, match="data.augment"):
+        RetrievalData(augment="yes")

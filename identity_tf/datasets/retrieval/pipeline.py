@@ -48,6 +48,30 @@ class ClassTable:
         ).astype(np.int64)
 
 
+def augment(images: np.ndarray, rng: np.random.Generator, pad_fraction: float = 0.125) -> np.ndarray:
+    """Random horizontal flips and random crops of edge-padded images (the usual metric-learning augmentation, as
+    the random resized crops and flips of the CUB protocol): ``images [n, S, S, C]`` -> the same shape, each image
+    flipped with probability 1/2 and shifted by up to ``round(pad_fraction * S)`` pixels along each axis.
+
+    Example:
+    >>> x = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
+    >>> y = augment(x, np.random.default_rng(0), pad_fraction=0.0)  # no shift: only a possible flip
+    >>> bool(np.array_equal(y, x) or np.array_equal(y, x[:, :, ::-1]))
+    True
+    """
+    n, size = images.shape[0], images.shape[1]
+    pad = int(round(pad_fraction * size))
+    flips = rng.random(n) < 0.5
+    offsets = rng.integers(0, 2 * pad + 1, size=(n, 2))
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else images
+    out = np.empty_like(images)
+    for i in range(n):
+        top, left = offsets[i]
+        crop = padded[i, top : top + size, left : left + images.shape[2]]
+        out[i] = crop[:, ::-1] if flips[i] else crop
+    return out
+
+
 def check_episode(table: ClassTable, classes_per_episode: int, images_per_class: int, split: str) -> None:
     """Refuses an episode shape the split cannot fill (ValueError naming the setting)."""
     if classes_per_episode > len(table.classes):
@@ -72,6 +96,7 @@ def make_dataset(
     batch_size: int,
     seed: int = 0,
     training: bool = False,
+    augmented: bool = False,
 ):
     """Batches of episodes ``([B, n, S, S, 3] uint8, [B, n] int32)``.
 
@@ -83,6 +108,7 @@ def make_dataset(
         batch_size: Episodes per batch.
         seed: Seed of the episodes.
         training: Fresh episodes on every pass and only full batches; otherwise the same episodes every pass.
+        augmented: Random flips and crops of every image (:func:`augment`, drawn from the episode's seed).
     """
     import tensorflow as tf
 
@@ -91,10 +117,10 @@ def make_dataset(
     shape = images.shape[1:]
 
     def episode(draw):
-        index = table.sample(
-            np.random.default_rng(int(draw) & 0x7FFFFFFFFFFFFFFF), classes_per_episode, images_per_class
-        )
-        return images[index], labels[index].astype(np.int32)
+        rng = np.random.default_rng(int(draw) & 0x7FFFFFFFFFFFFFFF)
+        index = table.sample(rng, classes_per_episode, images_per_class)
+        x = augment(images[index], rng) if augmented else images[index]
+        return x, labels[index].astype(np.int32)
 
     def load(draw):
         x, y = tf.numpy_function(episode, [draw], (tf.uint8, tf.int32), stateful=False)
@@ -107,4 +133,4 @@ def make_dataset(
     return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
-__all__ = ["ClassTable", "check_episode", "make_dataset"]
+__all__ = ["ClassTable", "augment", "check_episode", "make_dataset"]

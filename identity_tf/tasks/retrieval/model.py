@@ -26,6 +26,7 @@ The model's output is the embeddings ``[B, n, D]``; :meth:`RetrievalModel.embed`
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import keras
 import numpy as np
@@ -47,7 +48,9 @@ class RetrievalConfig:
         image_size: Side of the square input images (set from ``data.image_size``).
         backbone: "small_cnn" (4 conv stages, trains on a CPU) or "resnet50" (Keras applications, the paper's).
         width: Filters of the small CNN's first stage (doubling per stage).
-        weights: ResNet50 only: a local ImageNet weights file (``.h5``, without top) or None (random init).
+        weights: A local weights file (``.h5``) of the backbone, or None (random init): for ResNet50 Keras'
+            ImageNet file without top; for the small CNN one written by ``tools/retrieval_pretrain.py`` (the
+            offline stand-in for a pretrained backbone). The embedding layer always starts fresh, as in the paper.
         embedding_dim: Embedding size (the paper: 512).
         margin: "noise" (noise-induced margin ``method.alpha`` on the similarities) or "informed".
         memory_batches: Previous training batches kept as database entries (the paper: 3; 0 = none).
@@ -79,8 +82,11 @@ class RetrievalConfig:
             raise ValueError(
                 f"`model.embedding_lr_multiplier` must be > 0. Received: embedding_lr_multiplier={self.embedding_lr_multiplier!r}"
             )
-        if self.weights is not None and self.backbone != "resnet50":
-            raise ValueError(f"`model.weights` is for backbone resnet50. Received: backbone={self.backbone!r}")
+        if self.weights is not None and not (isinstance(self.weights, str) and self.weights.endswith(".h5")):
+            raise ValueError(
+                "`model.weights` must be the path of a local Keras weights file (.h5) of the backbone, or null. "
+                f"Received: weights={self.weights!r}"
+            )
 
 
 def small_cnn(image_size: int, width: int) -> keras.Model:
@@ -103,9 +109,18 @@ def resnet50(image_size: int, weights: str | None) -> keras.Model:
         inputs
     )
     base = keras.applications.ResNet50(
-        include_top=False, weights=weights, input_shape=(image_size, image_size, 3), pooling="avg"
+        include_top=False,
+        weights=None if weights is None else _weights_file(weights),
+        input_shape=(image_size, image_size, 3),
+        pooling="avg",
     )
     return keras.Model(inputs, base(x), name="resnet50")
+
+
+def _weights_file(path: str) -> str:
+    if not pathlib.Path(path).expanduser().is_file():
+        raise FileNotFoundError(f"`model.weights`: no weights file at {path!r} (a local .h5 file of the backbone).")
+    return str(pathlib.Path(path).expanduser())
 
 
 def episode_scores(embeddings, labels, memory=None, memory_labels=None, memory_valid=None):
@@ -192,6 +207,8 @@ class RetrievalModel(TaskModel):
             self.backbone = resnet50(c.image_size, c.weights)
         else:
             self.backbone = small_cnn(c.image_size, c.width)
+            if c.weights is not None:
+                self.backbone.load_weights(_weights_file(c.weights))
         self.embedding = keras.layers.Dense(c.embedding_dim, name="embedding")
         self.memory = layers.BatchMemory(c.memory_batches, self.batch_size, name="memory") if c.memory_batches else None
         ranking = solvers.Ranking()

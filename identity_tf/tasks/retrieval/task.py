@@ -28,6 +28,7 @@ class RetrievalData:
         classes_per_episode, images_per_class: One episode (a training example) is ``P`` classes x ``K`` images.
         episodes_per_epoch: Training episodes per epoch; None = as many as cover the training images once
             (rounded up to whole batches).
+        augment: Random horizontal flips and crops (shifts of up to 1/8 of the side) of the training images.
         val_fraction: Fraction of the training classes held out (seeded) to select the checkpoint.
         max_train_classes, max_test_classes: Use only the first N classes of a split (``--quick`` / tiny sizes).
         seed: Seed of the validation classes and the episodes.
@@ -39,6 +40,7 @@ class RetrievalData:
     classes_per_episode: int = 16
     images_per_class: int = 4
     episodes_per_epoch: int | None = None
+    augment: bool = False
     val_fraction: float = 0.1
     max_train_classes: int | None = None
     max_test_classes: int | None = None
@@ -56,6 +58,8 @@ class RetrievalData:
             raise ValueError(
                 f"`data.images_per_class` must be >= 2 (a query needs a positive). Received: {self.images_per_class!r}"
             )
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"`data.augment` must be true or false. Received: augment={self.augment!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"`data.val_fraction` must be in (0, 1). Received: val_fraction={self.val_fraction!r}")
 
@@ -182,7 +186,9 @@ class RetrievalTask(Task):
             if training:
                 episodes = max(b, episodes - episodes % b + (b if episodes % b else 0))  # whole batches
             seed = d.seed + 1000 * offset + (config.train.seed if training else 0)
-            out[name] = make_dataset(images, labels, table, p, k, episodes, b, seed=seed, training=training)
+            out[name] = make_dataset(
+                images, labels, table, p, k, episodes, b, seed=seed, training=training, augmented=training and d.augment
+            )
         return TaskData(out, splits)
 
     def build_model(self, config, data: TaskData) -> RetrievalModel:
