@@ -151,7 +151,7 @@ def test_bad_settings_name_the_argument(tmp_path):
     with pytest.raises(ValueError, match="model.weights"):
         RetrievalConfig(weights="imagenet")
     with pytest.raises(FileNotFoundError, match="model.weights"):
-        RetrievalModel({"image_size": 8, "width": 2, "weights": str(tmp_path / "missing.weights.h5")})
+        RetrievalModel({"image_size": 8, "width": 2, "weights": str(tmp_path / "missing.weights.h5")}).load_pretrained()
     with pytest.raises(ValueError, match="data.images_per_class"):
         RetrievalData(images_per_class=1)
     with pytest.raises(ValueError, match="data.source"):
@@ -223,3 +223,18 @@ def test_every_method_fits_free_embeddings(projection):
     np.fill_diagonal(similarity, -np.inf)
     assert values[0] > 1.0 and values[-1] < 0.25 * values[0]
     assert np.mean(labels[similarity.argmax(1)] == labels) >= 0.95
+
+
+def test_pretrained_small_cnn_weights_are_loaded(tmp_path):
+    from identity_tf.tasks.retrieval.model import small_cnn
+
+    keras.utils.set_random_seed(5)
+    pretrained = small_cnn(8, 2)
+    path = str(tmp_path / "backbone.weights.h5")
+    pretrained.save_weights(path)
+    m = RetrievalModel({"image_size": 8, "width": 2, "embedding_dim": 4, "weights": path})
+    fresh = [w.copy() for w in m.backbone.get_weights()]
+    m.load_pretrained()
+    loaded = m.backbone.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, pretrained.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(loaded, fresh))

@@ -207,8 +207,6 @@ class RetrievalModel(TaskModel):
             self.backbone = resnet50(c.image_size, c.weights)
         else:
             self.backbone = small_cnn(c.image_size, c.width)
-            if c.weights is not None:
-                self.backbone.load_weights(_weights_file(c.weights))
         self.embedding = keras.layers.Dense(c.embedding_dim, name="embedding")
         self.memory = layers.BatchMemory(c.memory_batches, self.batch_size, name="memory") if c.memory_batches else None
         ranking = solvers.Ranking()
@@ -221,6 +219,13 @@ class RetrievalModel(TaskModel):
             alpha=self.method.alpha if c.margin == "informed" else 0.0,
             seed=seed,
         )
+
+    def load_pretrained(self) -> None:
+        """Loads the small CNN's ``model.weights`` file into the backbone (the task calls this on a new model; a
+        saved model reloads its own weights without the file). ResNet50 reads its file when it is built."""
+        c = self.task_config
+        if c.weights is not None and c.backbone == "small_cnn":
+            self.backbone.load_weights(_weights_file(c.weights))
 
     def embed(self, images, training=False):
         """Unit embeddings ``[b, D]`` of images ``[b, S, S, 3]``."""

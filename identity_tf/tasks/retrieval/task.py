@@ -192,7 +192,9 @@ class RetrievalTask(Task):
         return TaskData(out, splits)
 
     def build_model(self, config, data: TaskData) -> RetrievalModel:
-        return RetrievalModel(config.model, config.method, seed=config.train.seed, batch_size=config.train.batch_size)
+        model = RetrievalModel(config.model, config.method, seed=config.train.seed, batch_size=config.train.batch_size)
+        model.load_pretrained()
+        return model
 
     def compile(self, model, optimizer, jit_compile: bool) -> None:
         if not isinstance(optimizer, keras.optimizers.Adam):
