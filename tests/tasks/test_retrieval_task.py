@@ -238,3 +238,28 @@ def test_pretrained_small_cnn_weights_are_loaded(tmp_path):
     loaded = m.backbone.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, pretrained.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(loaded, fresh))
+
+
+def test_last_epoch_recall_is_measured_before_the_best_weights_return():
+    from identity_tf.tasks.retrieval.task import LastEpochRecall, RetrievalTask, Splits
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    # last epoch, cosines by hand: nearest neighbours 0->2, 1->2, 2->0, 3->1 (wrong classes), 4->5, 5->4 (right);
+    # second nearest: 0->1 and 1->0 (right), 2->1 and 3->5 (wrong)
+    last = unit(np.array([[1, 0, 0], [1, 0.5, 0], [1, 0.1, 0], [0, 1, 0.2], [0, 0, 1], [0, 0.1, 1]], "float32"))
+    state = {"embeddings": last}
+
+    class Embedder(keras.Model):
+        def embed(self, images):
+            return state["embeddings"][images[:, 0, 0, 0].astype(int)]
+
+    data = type("D", (), {"images": np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1).repeat(3, -1), "labels": labels})
+    splits = Splits(data, np.arange(0), np.arange(0), np.arange(6))
+    callback = LastEpochRecall(splits)
+    callback.set_model(Embedder())
+    callback.on_train_end()
+    state["embeddings"] = unit(np.repeat(np.eye(3, dtype="float32"), 2, axis=0) + 0.01)  # the best epoch: perfect
+    test = RetrievalTask().evaluate(callback.model, None, type("T", (), {"data": splits})())
+    assert test["recall_at_1"] == 1.0
+    assert test["last_epoch_recall_at_1"] == pytest.approx(2 / 6)
+    assert test["last_epoch_recall_at_2"] == pytest.approx(4 / 6)

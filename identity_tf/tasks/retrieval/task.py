@@ -72,6 +72,7 @@ class Splits:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    last_epoch: dict | None = None  # test R@K of the last epoch's weights (set by LastEpochRecall)
 
 
 def split_indices(data, val_fraction: float, seed: int, max_train_classes=None, max_test_classes=None) -> Splits:
@@ -117,6 +118,22 @@ class ValidationRecall(keras.callbacks.Callback):
             n = len(embeddings)
             total = np.square(embeddings.sum(axis=0, dtype=np.float64)).sum() - n  # sum over pairs i != j of <e_i, e_j>
             logs["val_mean_similarity"] = float(total / max(n * (n - 1), 1))
+
+
+class LastEpochRecall(keras.callbacks.Callback):
+    """At the end of training, before the best-validation weights are restored for testing, measures the test
+    R@K of the *last* epoch's weights into ``splits.last_epoch`` (reported as ``last_epoch_recall_at_K``). A method
+    whose embeddings collapse peaks early, so the checkpoint selection hides the collapse that a run reporting its
+    final weights (as the paper's table may) shows."""
+
+    def __init__(self, splits: Splits):
+        super().__init__()
+        self.splits = splits
+
+    def on_train_end(self, logs=None):
+        s = self.splits
+        embeddings = embed_split(self.model, s.data.images, s.test)
+        s.last_epoch = {f"last_epoch_{k}": v for k, v in recall_at_ks(embeddings, s.data.labels[s.test]).items()}
 
 
 @register("retrieval")
@@ -211,12 +228,12 @@ class RetrievalTask(Task):
 
     def callbacks(self, model, config, data: TaskData) -> list:
         splits = data.data
-        return [ValidationRecall(splits.data.images, splits.data.labels, splits.val)]
+        return [ValidationRecall(splits.data.images, splits.data.labels, splits.val), LastEpochRecall(splits)]
 
     def evaluate(self, model, config, data: TaskData) -> dict[str, float]:
         splits = data.data
         embeddings = embed_split(model, splits.data.images, splits.test)
-        return recall_at_ks(embeddings, splits.data.labels[splits.test])
+        return {**recall_at_ks(embeddings, splits.data.labels[splits.test]), **(splits.last_epoch or {})}
 
     def artifacts(self, model, config, data: TaskData, run_dir: pathlib.Path) -> list[pathlib.Path]:
         from identity_tf.tasks.retrieval.plots import retrieval_examples
