@@ -18,7 +18,8 @@ A row's number is the mean ± std (population) over the seeds found in ``results
 row reports what was run), with the run count beside it. A run that diverged has no number: it is listed in the
 row's run count and left out of the mean. A run whose metrics say ``"status": "collapsed"`` (or any status other
 than ``ok``) keeps its number in the mean — it is a real, bad result — and is listed beside the count. Train time
-is ``metrics.json["train_seconds"]`` (paper Table 8).
+is ``metrics.json["train_seconds"]`` (paper Table 8). The grid's ``scale`` multiplies its ``metric`` and, unless
+``column_scale`` is given, its extra ``columns``.
 
 ``--report`` also draws the grid's ``figures`` (curves from the committed ``history.csv`` files) and ``sweeps``
 (a metric against a swept value, one line per method, e.g. the paper's Fig. 4a) into ``docs/figures/``.
@@ -66,6 +67,7 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
     """
     results_dir = pathlib.Path(results_dir)
     scale = float(grid.get("scale", 1.0))
+    column_scale = float(grid.get("column_scale", scale))
     columns = list(grid.get("columns") or [])
     rows = []
     for row in grid["rows"]:
@@ -97,7 +99,7 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
             entry["values"].append(scale * float(test[grid["metric"]]))
             for column in columns:
                 if column in test:
-                    entry["columns"][column].append(scale * float(test[column]))
+                    entry["columns"][column].append(column_scale * float(test[column]))
             if "train_seconds" in metrics:
                 entry["minutes"].append(float(metrics["train_seconds"]) / 60.0)
         rows.append(entry)

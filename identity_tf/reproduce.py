@@ -8,6 +8,7 @@ A grid is ``configs/<task>/reproduce.yaml``::
     seeds: [0, 1, 2]
     seed_keys: [train.seed]     # optional: the config keys a restart sets to its seed (default train.seed)
     columns: [rationale_precision]   # optional: more test metrics, printed unscaled beside the main one (— if absent)
+    column_scale: 100           # optional: what --report multiplies the columns by (default: scale)
     rows:
       - name: TSP(5) Identity xi=0.2
         config: tsp5_identity_noise0.2.yaml
@@ -59,7 +60,8 @@ def load_grid(task: str, configs_root: pathlib.Path) -> dict:
     for key in ("table", "metric", "rows"):
         if key not in grid:
             raise train.ConfigError(f"{path} misses the key {key!r}")
-    valid = {"table", "metric", "scale", "seeds", "seed_keys", "columns", "rows", "figures", "sweeps"}  # sweeps: report
+    # column_scale and sweeps are read by identity_tf.report
+    valid = {"table", "metric", "scale", "column_scale", "seeds", "seed_keys", "columns", "rows", "figures", "sweeps"}
     unknown = sorted(set(grid) - valid)
     if unknown:
         raise train.ConfigError(f"{path}: unknown key(s) {unknown}. Valid keys: {sorted(valid)}")

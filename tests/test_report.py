@@ -57,6 +57,13 @@ def test_table_values_by_hand(tmp_path):
     ]
 
 
+def test_column_scale_applies_to_the_columns_only(tmp_path):
+    """Warcraft's grid: the cost ratio is stored x100 already (scale 1), the exact-path accuracy as a share."""
+    write_run(tmp_path, "B", 0, acc=101.25, edges=0.875, seconds=120)
+    grid = {**GRID, "scale": 1, "column_scale": 100}
+    assert report.render(grid, report.collect(grid, tmp_path)).splitlines()[2] == "| B | 101.25 | 87.50 | 1 | 2.0 | — |"
+
+
 def test_draw_figures_writes_curves_and_sweeps(tmp_path):
     results = tmp_path / "results"
     write_run(results, "A x=0.2", 0, acc=0.9, edges=0.9, seconds=1)
