@@ -8,7 +8,10 @@ For a finished run directory (``model.keras`` and ``config.yaml``) this tool
 * for ``k <= 8``, enumerates all ``(k - 1)! / 2`` tours of each test example and bins the test accuracy by the
   relative gap between the best and the second-best tour;
 * aligns the model's 100 predicted capitals with the true ones by the best orthogonal map (Procrustes: distances do
-  not see rotations or reflections) and reports the angular error per country in km.
+  not see rotations or reflections) and reports the angular error per country in km;
+* for ``k <= 8``, calibrates that error: it moves every true capital by exactly ``X`` km in a random direction and
+  counts the test tours that the moved globe still gets exactly right (no model involved), for several ``X``. So
+  "the model's capitals are off by a median Y km" can be read against "a globe off by Y km everywhere gets Z %".
 
 Usage::
 
@@ -37,6 +40,7 @@ from identity_tf.datasets.globe_tsp.pipeline import split_arrays  # noqa: E402
 from identity_tf.tasks import registry  # noqa: E402
 
 GAP_BINS = (0.0, 1e-4, 1e-3, 1e-2, np.inf)
+CALIBRATION_KM = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
 
 
 def all_tours(k: int) -> np.ndarray:
@@ -58,6 +62,55 @@ def sphere_points(gps: np.ndarray) -> np.ndarray:
     """``[C, 3]`` unit vectors of (longitude, latitude) degrees."""
     lon, lat = np.radians(gps[:, 0]), np.radians(gps[:, 1])
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+
+
+def move_points(points: np.ndarray, distance_km: float, rng: np.random.Generator) -> np.ndarray:
+    """``[C, 3]`` unit vectors, each moved along the sphere by exactly ``distance_km`` in a uniformly random direction."""
+    tangent = rng.standard_normal(points.shape)
+    tangent -= np.sum(tangent * points, -1, keepdims=True) * points  # project onto the tangent plane
+    tangent /= np.linalg.norm(tangent, axis=-1, keepdims=True)
+    angle = distance_km / EARTH_RADIUS_KM
+    return np.cos(angle) * points + np.sin(angle) * tangent
+
+
+def arc_distances(points: np.ndarray) -> np.ndarray:
+    """``[C, C]`` great-circle angles between unit vectors."""
+    return np.arccos(np.clip(points @ points.T, -1.0, 1.0))
+
+
+def best_tour_adjacency(distances: np.ndarray) -> np.ndarray:
+    """``[N, k, k]`` 0/1 adjacency of the shortest tour of each ``[N, k, k]`` instance, by enumeration."""
+    n, k = distances.shape[0], distances.shape[-1]
+    tours = all_tours(k)
+    nxt = np.roll(tours, -1, axis=1)
+    best = tours[np.argmin(distances[:, tours, nxt].sum(-1), axis=1)]  # [N, k]
+    adjacency = np.zeros((n, k, k), np.uint8)
+    rows = np.arange(n)[:, None]
+    adjacency[rows, best, np.roll(best, -1, axis=1)] = 1
+    adjacency[rows, np.roll(best, -1, axis=1), best] = 1
+    return adjacency
+
+
+def calibration(truth: np.ndarray, indices: np.ndarray, tours: np.ndarray, draws: int = 5, seed: int = 0) -> list:
+    """Exact-tour accuracy of the true globe with every capital moved by ``X`` km (``CALIBRATION_KM``), the mean
+    and the range over ``draws`` random moves."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for km in CALIBRATION_KM:
+        accuracies = []
+        for _ in range(draws if km > 0 else 1):
+            d = arc_distances(move_points(truth, km, rng))
+            predicted = best_tour_adjacency(d[indices[:, :, None], indices[:, None, :]])
+            accuracies.append(float(np.all(predicted == tours, axis=(1, 2)).mean()))
+        rows.append(
+            {
+                "error_km": km,
+                "tour_accuracy": float(np.mean(accuracies)),
+                "min": min(accuracies),
+                "max": max(accuracies),
+            }
+        )
+    return rows
 
 
 def predict_tours(model, data, indices: np.ndarray, batch: int = 200) -> np.ndarray:
@@ -113,6 +166,9 @@ def analyse(run_dir: pathlib.Path) -> dict:
         "max": float(error_km.max()),
         "worst": [str(data.names[i]) for i in np.argsort(error_km)[::-1][:5]],
     }
+    if data.k <= 8:
+        indices, tours = split_arrays(data, "test", config.data.val_fraction)
+        result["test_accuracy_of_the_true_globe_moved_by_km"] = calibration(truth, indices, tours)
     return result
 
 
