@@ -16,10 +16,11 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "release_0
 def test_release_0_1_model_loads_and_predicts_the_same(name):
     model = keras.saving.load_model(FIXTURES / f"{name}.keras")
     saved = np.load(FIXTURES / f"{name}.npz")
-    # rtol 1e-6: the fixtures were written with TF's oneDNN kernels on, the tests run them off (root conftest); the
-    # discrete outputs (tours, paths) must match exactly either way
+    # rtol = atol = 1e-6: the fixtures were written with TF's oneDNN kernels on, the tests run them off (root conftest),
+    # and CPUs differ in their float32 kernels (on 2026-12-03 the DVAE probabilities differed by up to 3.3e-7 absolute,
+    # 3e-4 relative on tiny values); the discrete outputs (tours, paths: 0/1) must still match exactly
     predicted = keras.ops.convert_to_numpy(model(saved["inputs"], training=False))
-    np.testing.assert_allclose(predicted, saved["outputs"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(predicted, saved["outputs"], rtol=1e-6, atol=1e-6)
 
 
 def test_release_0_1_method_settings_are_read_as_they_meant():
