@@ -49,11 +49,15 @@ def all_tours(k: int) -> np.ndarray:
     return np.array([(0, *p) for p in rest])
 
 
+def tour_lengths(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(tours [T, k], lengths [N, T])``: every tour of ``all_tours`` and its length in each ``[N, k, k]`` instance."""
+    tours = all_tours(distances.shape[-1])
+    return tours, distances[:, tours, np.roll(tours, -1, axis=1)].sum(-1)
+
+
 def second_best_gaps(distances: np.ndarray) -> np.ndarray:
     """``[N]`` relative gap between the shortest and the second-shortest tour of each ``[N, k, k]`` instance."""
-    tours = all_tours(distances.shape[-1])  # [T, k]
-    nxt = np.roll(tours, -1, axis=1)
-    lengths = distances[:, tours, nxt].sum(-1)  # [N, T]
+    _, lengths = tour_lengths(distances)
     lengths.sort(axis=1)
     return (lengths[:, 1] - lengths[:, 0]) / lengths[:, 0]
 
@@ -81,9 +85,8 @@ def arc_distances(points: np.ndarray) -> np.ndarray:
 def best_tour_adjacency(distances: np.ndarray) -> np.ndarray:
     """``[N, k, k]`` 0/1 adjacency of the shortest tour of each ``[N, k, k]`` instance, by enumeration."""
     n, k = distances.shape[0], distances.shape[-1]
-    tours = all_tours(k)
-    nxt = np.roll(tours, -1, axis=1)
-    best = tours[np.argmin(distances[:, tours, nxt].sum(-1), axis=1)]  # [N, k]
+    tours, lengths = tour_lengths(distances)
+    best = tours[np.argmin(lengths, axis=1)]  # [N, k]
     adjacency = np.zeros((n, k, k), np.uint8)
     rows = np.arange(n)[:, None]
     adjacency[rows, best, np.roll(best, -1, axis=1)] = 1
@@ -131,6 +134,7 @@ def analyse(run_dir: pathlib.Path) -> dict:
         right = np.all(predicted == tours, axis=(1, 2))
         result[f"{split}_tour_accuracy"] = float(right.mean())
         if split == "test":
+            test_indices, test_tours = indices, tours
             sub = true_d[indices[:, :, None], indices[:, None, :]]  # [N, k, k]
             excess = ((sub * predicted).sum((1, 2)) - (sub * tours).sum((1, 2))) / (sub * tours).sum((1, 2))
             wrong = excess[~right]
@@ -167,8 +171,7 @@ def analyse(run_dir: pathlib.Path) -> dict:
         "worst": [str(data.names[i]) for i in np.argsort(error_km)[::-1][:5]],
     }
     if data.k <= 8:
-        indices, tours = split_arrays(data, "test", config.data.val_fraction)
-        result["test_accuracy_of_the_true_globe_moved_by_km"] = calibration(truth, indices, tours)
+        result["test_accuracy_of_the_true_globe_moved_by_km"] = calibration(truth, test_indices, test_tours)
     return result
 
 
