@@ -18,7 +18,8 @@ A row's number is the mean ± std (population) over the seeds found in ``results
 row reports what was run), with the run count beside it. A run that diverged has no number: it is listed in the
 row's run count and left out of the mean. A run whose metrics say ``"status": "collapsed"`` (or any status other
 than ``ok``) keeps its number in the mean — it is a real, bad result — and is listed beside the count. Train time
-is ``metrics.json["train_seconds"]`` (paper Table 8). The grid's ``scale`` multiplies its ``metric`` and, unless
+is ``metrics.json["train_seconds"]`` (paper Table 8); a run resumed after an interruption timed only the epochs since
+the resume, so its time is ``seconds_per_epoch × epochs``, marked "(est.)". The grid's ``scale`` multiplies its ``metric`` and, unless
 ``column_scale`` is given, its extra ``columns``.
 
 ``--report`` also draws the grid's ``figures`` (curves from the committed ``history.csv`` files) and ``sweeps``
@@ -100,7 +101,10 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
             for column in columns:
                 if column in test:
                     entry["columns"][column].append(column_scale * float(test[column]))
-            if "train_seconds" in metrics:
+            if metrics.get("resumed_at_epoch") and metrics.get("seconds_per_epoch"):  # only the part since the resume
+                entry["minutes"].append(float(metrics["seconds_per_epoch"]) * int(metrics["epochs"]) / 60.0)
+                entry["estimated"] = True
+            elif "train_seconds" in metrics:
                 entry["minutes"].append(float(metrics["train_seconds"]) / 60.0)
         rows.append(entry)
     return rows
@@ -125,6 +129,7 @@ def render(grid: dict, rows: list[dict]) -> str:
         if row["failed"]:
             runs += f" (+ {'; '.join(row['failed'])})"
         minutes = f"{_mean_std(row['minutes'])[0]:.1f}" if row["minutes"] else "—"
+        minutes += " (est.)" if row.get("estimated") else ""
         cells = [
             row["name"],
             _cell(row["values"]),

@@ -64,6 +64,18 @@ def test_column_scale_applies_to_the_columns_only(tmp_path):
     assert report.render(grid, report.collect(grid, tmp_path)).splitlines()[2] == "| B | 101.25 | 87.50 | 1 | 2.0 | — |"
 
 
+def test_resumed_run_time_is_per_epoch_times_epochs_marked_estimated(tmp_path):
+    """A run resumed at epoch 12 of 24 timed 12 epochs in 1 800 s: 150 s/epoch x 24 = 60 min, not 30."""
+    run = write_run(tmp_path, "B", 0, acc=0.5, edges=0.5, seconds=1800)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.update(seconds_per_epoch=150.0, epochs=24, resumed_at_epoch=12)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    write_run(tmp_path, "A x=0.2", 0, acc=0.5, edges=0.5, seconds=600)  # not resumed: its own time, no mark
+    lines = report.render(GRID, report.collect(GRID, tmp_path)).splitlines()
+    assert lines[2] == "| A x=0.2 | 50.00 | 50.00 | 1 | 10.0 | 99.67 ± 0.10 |"
+    assert lines[3] == "| B | 50.00 | 50.00 | 1 | 60.0 (est.) | — |"
+
+
 def test_draw_figures_writes_curves_and_sweeps(tmp_path):
     results = tmp_path / "results"
     write_run(results, "A x=0.2", 0, acc=0.9, edges=0.9, seconds=1)
