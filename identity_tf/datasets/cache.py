@@ -204,6 +204,9 @@ def exit_on_termination() -> Iterator[None]:
     if threading.current_thread() is threading.main_thread():
 
         def handler(signum, frame):
+            if _held_termination["on"]:  # a child process is starting: _release_termination raises it
+                _held_termination["signum"] = signum
+                return
             raise SystemExit(128 + signum)
 
         for signum in TERMINATION_SIGNALS:
@@ -215,6 +218,22 @@ def exit_on_termination() -> Iterator[None]:
     finally:
         for signum, previous in installed.items():
             signal.signal(signum, previous)
+
+
+#: While ``on``, :func:`exit_on_termination`'s handler records the signal instead of raising (see :func:`_run`).
+_held_termination: dict = {"on": False, "signum": None}
+
+
+def _hold_termination() -> None:
+    _held_termination.update(on=True, signum=None)
+
+
+def _release_termination() -> None:
+    """Ends :func:`_hold_termination`; raises the ``SystemExit`` of a signal that came while it held."""
+    signum = _held_termination["signum"]
+    _held_termination.update(on=False, signum=None)
+    if signum is not None:
+        raise SystemExit(128 + signum)
 
 
 def temporary_prefix(kind: str, name: str) -> str:
@@ -696,13 +715,20 @@ def _run(command: list[str], what: str, cwd: pathlib.Path) -> None:
     The client runs in its own process group, which is killed when this function is left by an exception
     (a timeout, Ctrl-C, SIGTERM under :func:`exit_on_termination`), so no orphan ``npm`` / ``pip`` keeps running.
     """
+    # A SIGTERM while Popen starts the client would raise before ``process`` exists, orphaning the client: it is
+    # held back until the try block whose ``finally`` kills the process group.
+    _hold_termination()
     try:
         process = subprocess.Popen(
             command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
-    except OSError as error:
-        raise DataError(f"Cannot run `{' '.join(command)}` to download {what}: {error}") from error
+    except BaseException as error:
+        _release_termination()
+        if isinstance(error, OSError):
+            raise DataError(f"Cannot run `{' '.join(command)}` to download {what}: {error}") from error
+        raise
     try:
+        _release_termination()
         stdout, stderr = process.communicate(timeout=DOWNLOAD_TIMEOUT_S)
     except subprocess.TimeoutExpired as error:
         raise DataError(f"Downloading {what} timed out after {DOWNLOAD_TIMEOUT_S} s: `{' '.join(command)}`") from error

@@ -339,6 +339,18 @@ spec.loader.exec_module(cache)
 mode, root = sys.argv[2], pathlib.Path(sys.argv[3])
 if mode == "download":
     cache.fetch_npm("fake", "1.0.0", "0" * 64, root)
+elif mode == "signal_at_start":  # the SIGTERM arrives while Popen is still starting the client
+    import os, signal, subprocess
+    real_popen = subprocess.Popen
+    def popen(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        while not (root / "state" / "child.pid").exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs in here, before Popen has returned the process
+        return process
+    subprocess.Popen = popen
+    cache.fetch_npm("fake", "1.0.0", "0" * 64, root)
 else:
     with cache.atomic_dir(root / "set") as tmp:
         (tmp / "half.npy").write_bytes(b"x" * 1000)
@@ -364,7 +376,7 @@ def start_build(tmp_path, mode):
     fake_executable(tmp_path / "bin", "npm", hang)
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
     process = subprocess.Popen([sys.executable, "-c", CHILD, cache.__file__, mode, str(root)], env=env)
-    if mode == "download":
+    if mode in ("download", "signal_at_start"):
         pids = [int(wait_for(state / "npm.pid")), int(wait_for(state / "child.pid"))]
     else:
         wait_for(state / "ready")
@@ -388,6 +400,19 @@ def test_sigterm_mid_build_leaves_no_temporary_and_no_child_process(tmp_path, mo
     while any(cache._process_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in pids if cache._process_alive(pid)]  # npm and what it started are gone
+
+
+def test_sigterm_while_the_client_starts_still_kills_it(tmp_path):
+    """The race a loaded machine hit: the signal comes after npm was forked but before Popen returned.
+
+    The SystemExit must wait until the caller can kill the client's process group, or npm is orphaned."""
+    process, root, pids = start_build(tmp_path, "signal_at_start")
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert temporaries(root) == []
+    deadline = time.monotonic() + 10
+    while any(cache._process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if cache._process_alive(pid)]  # npm and its child are gone
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_build(tmp_path):
