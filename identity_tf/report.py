@@ -19,8 +19,8 @@ row reports what was run), with the run count beside it. A run that diverged has
 row's run count and left out of the mean. A run whose metrics say ``"status": "collapsed"`` (or any status other
 than ``ok``) keeps its number in the mean — it is a real, bad result — and is listed beside the count. Train time
 is ``metrics.json["train_seconds"]`` (paper Table 8); a run resumed after an interruption timed only the epochs since
-the resume, so its time is ``seconds_per_epoch × epochs``, marked "(est.)". The grid's ``scale`` multiplies its ``metric`` and, unless
-``column_scale`` is given, its extra ``columns``.
+the resume, so its time is ``seconds_per_epoch × epochs``, marked "(est.)". The grid's ``scale`` multiplies its
+``metric`` and, unless ``column_scale`` is given, its extra ``columns``.
 
 ``--report`` also draws the grid's ``figures`` (curves from the committed ``history.csv`` files) and ``sweeps``
 (a metric against a swept value, one line per method, e.g. the paper's Fig. 4a) into ``docs/figures/``.
