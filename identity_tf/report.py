@@ -82,6 +82,7 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
             "values": [],
             "columns": {column: [] for column in columns},
             "minutes": [],
+            "estimated": False,  # a resumed run's minutes are seconds_per_epoch x epochs
             "failed": [],
         }
         for seed, path in runs:
@@ -129,7 +130,7 @@ def render(grid: dict, rows: list[dict]) -> str:
         if row["failed"]:
             runs += f" (+ {'; '.join(row['failed'])})"
         minutes = f"{_mean_std(row['minutes'])[0]:.1f}" if row["minutes"] else "—"
-        minutes += " (est.)" if row.get("estimated") else ""
+        minutes += " (est.)" if row["estimated"] else ""
         cells = [
             row["name"],
             _cell(row["values"]),

@@ -384,6 +384,14 @@ def start_build(tmp_path, mode):
     return process, root, pids
 
 
+def still_alive(pids, timeout=10.0):
+    """The pids still running after up to ``timeout`` seconds (killed processes take a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while any(cache._process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if cache._process_alive(pid)]
+
+
 def temporaries(root):
     return sorted(p.name for p in root.rglob(".*") if p.name.startswith((".tmp-", ".old-")))
 
@@ -396,10 +404,7 @@ def test_sigterm_mid_build_leaves_no_temporary_and_no_child_process(tmp_path, mo
     assert process.wait(timeout=30) == 128 + signal.SIGTERM  # cleaned up, then exited as a SIGTERM would
     assert temporaries(root) == []
     assert not (root / "set").exists()
-    deadline = time.monotonic() + 10
-    while any(cache._process_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in pids if cache._process_alive(pid)]  # npm and what it started are gone
+    assert not still_alive(pids)  # npm and what it started are gone
 
 
 def test_sigterm_while_the_client_starts_still_kills_it(tmp_path):
@@ -409,10 +414,7 @@ def test_sigterm_while_the_client_starts_still_kills_it(tmp_path):
     process, root, pids = start_build(tmp_path, "signal_at_start")
     assert process.wait(timeout=30) == 128 + signal.SIGTERM
     assert temporaries(root) == []
-    deadline = time.monotonic() + 10
-    while any(cache._process_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in pids if cache._process_alive(pid)]  # npm and its child are gone
+    assert not still_alive(pids)  # npm and its child are gone
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_build(tmp_path):
