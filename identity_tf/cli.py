@@ -117,6 +117,19 @@ def _status_line(metrics: dict) -> str | None:
     )
 
 
+def _cost_collapse_line(metrics: dict) -> str | None:
+    shrink = metrics.get("cost_collapse")
+    if not shrink:
+        return None
+    return (
+        f"identity-tf: WARNING: the costs collapsed: the solver inputs' std fell from {shrink['peak']:.3g} (epoch "
+        f"{shrink['peak_epoch']}) to {shrink['final']:.3g}, below "
+        f"{100 * shrink['ratio']:.0f} % of its peak from epoch {shrink['epoch']} to the end (paper section 3.6; "
+        "metrics.json: cost_collapse). A margin (method.alpha > 0) or a projection (method.projection: std) "
+        "counters it."
+    )
+
+
 def _train(args) -> int:
     _load_tensorflow()
     from identity_tf import train
@@ -134,6 +147,9 @@ def _train(args) -> int:
         )
     print(json.dumps(metrics["test"], indent=2))
     print(_summary(config.task, metrics["test"]) + f"  (run directory: {out})")
+    warning = _cost_collapse_line(metrics)
+    if warning:
+        print(warning, file=sys.stderr)
     status = _status_line(metrics)
     if status:
         print(status, file=sys.stderr)

@@ -91,26 +91,42 @@ def learning_curves(
     return pathlib.Path(out_png)
 
 
-def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: str | None = None) -> pathlib.Path:
-    """One curve per run of each ``column`` of the runs' ``CSVLogger`` histories against the epoch.
+def compare_curves_figure(
+    histories: dict,
+    column,
+    scale: float = 1.0,
+    title: str | None = None,
+    best_epochs: dict | None = None,
+    noise_epochs: int | None = None,
+) -> Figure:
+    """The figure of :func:`compare_curves`: one curve per run, one panel per column.
 
     Args:
         histories: ``{run name: history.csv path}`` (missing files are skipped).
         column: A history column, or a list of them (one panel each).
-        out_png: Output file.
         scale: Factor applied to every value.
         title: Figure title.
+        best_epochs: ``{run name: 0-based epoch}`` of each run's tested (best-validation) checkpoint: a marker on
+            its curve, as in the paper's Fig. 4c.
+        noise_epochs: The margin noise was on for the first ``noise_epochs`` epochs: a shaded band over them.
     """
     columns = [column] if isinstance(column, str) else list(column)
     fig, axes = _grid(len(columns), 6.5, 4.0)
     for ax, name in zip(axes, columns):
+        if noise_epochs:
+            ax.axvspan(0.5, noise_epochs + 0.5, color="grey", alpha=0.15, lw=0, label="margin noise on")
         for run, path in histories.items():
             if not pathlib.Path(path).exists():
                 continue
             with open(path) as f:
                 rows = [r for r in csv.DictReader(f) if r.get(name) not in (None, "")]
-            if rows:
-                ax.plot([int(r["epoch"]) + 1 for r in rows], [scale * float(r[name]) for r in rows], label=run)
+            if not rows:
+                continue
+            epochs, values = [int(r["epoch"]) + 1 for r in rows], [scale * float(r[name]) for r in rows]
+            (line,) = ax.plot(epochs, values, label=run)
+            best = (best_epochs or {}).get(run)
+            if best is not None and best + 1 in epochs:
+                ax.plot([best + 1], [values[epochs.index(best + 1)]], "o", color=line.get_color(), ms=6)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
@@ -119,5 +135,21 @@ def compare_curves(histories: dict, column, out_png, scale: float = 1.0, title: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def compare_curves(
+    histories: dict,
+    column,
+    out_png,
+    scale: float = 1.0,
+    title: str | None = None,
+    best_epochs: dict | None = None,
+    noise_epochs: int | None = None,
+) -> pathlib.Path:
+    """PNG of :func:`compare_curves_figure`: one curve per run of each ``column`` of the runs' histories."""
+    fig = compare_curves_figure(
+        histories, column, scale=scale, title=title, best_epochs=best_epochs, noise_epochs=noise_epochs
+    )
     fig.savefig(out_png, dpi=110, format="png")
     return pathlib.Path(out_png)

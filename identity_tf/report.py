@@ -19,15 +19,20 @@ row reports what was run), with the run count beside it. A run that diverged has
 row's run count and left out of the mean. A run whose metrics say ``"status": "collapsed"`` (or any status other
 than ``ok``) keeps its number in the mean — it is a real, bad result — and is listed beside the count. Train time
 is ``metrics.json["train_seconds"]`` (paper Table 8); a run resumed after an interruption timed only the epochs since
-the resume, so its time is ``seconds_per_epoch × epochs``, marked "(est.)". The grid's ``scale`` multiplies its
+the resume, so its time is ``seconds_per_epoch × epochs``, marked "(est.)". A run whose ``history.csv`` shows a cost
+collapse (:func:`identity_tf.cost_collapse.cost_collapse` on its ``solver_input_std`` column: the costs shrank below
+10 % of their peak for the last ``train.collapse_patience`` epochs) is marked "(costs collapsed: seed N)"; runs
+logged before that column existed have no mark. The grid's ``scale`` multiplies its
 ``metric`` and, unless ``column_scale`` is given, its extra ``columns``.
 
-``--report`` also draws the grid's ``figures`` (curves from the committed ``history.csv`` files) and ``sweeps``
-(a metric against a swept value, one line per method, e.g. the paper's Fig. 4a) into ``docs/figures/``.
+``--report`` also draws the grid's ``figures`` (curves from the committed ``history.csv`` files, a marker at each
+run's tested epoch, and with ``shade_noise: true`` the margin-noise epochs of the first run's config shaded) and
+``sweeps`` (a metric against a swept value, one line per method, e.g. the paper's Fig. 4a) into ``docs/figures/``.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import pathlib
@@ -35,6 +40,8 @@ import re
 import shutil
 
 import yaml
+
+from identity_tf.cost_collapse import cost_collapse
 
 SMALL_FILES = ("config.yaml", "metrics.json", "history.csv", "diverged.txt")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
@@ -64,7 +71,8 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
 
     Each entry: ``name``, ``paper``, ``seeds`` (all found), ``values`` (scaled metric of the good runs),
     ``columns`` (``{column: [values]}``), ``minutes`` (train time of each good run) and ``failed``
-    (``["seed 1: diverged", ...]``).
+    (``["seed 1: diverged", ...]``), ``cost_collapsed`` (seeds whose ``history.csv`` shows a cost collapse, see
+    :func:`identity_tf.cost_collapse.cost_collapse`).
     """
     results_dir = pathlib.Path(results_dir)
     scale = float(grid.get("scale", 1.0))
@@ -84,6 +92,7 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
             "minutes": [],
             "estimated": False,  # a resumed run's minutes are seconds_per_epoch x epochs
             "failed": [],
+            "cost_collapsed": [],  # seeds whose history.csv shows a cost collapse (run_health.cost_collapse)
         }
         for seed, path in runs:
             if (path / "diverged.txt").exists():
@@ -97,6 +106,8 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
             status = metrics.get("status", "ok")
             if status != "ok":  # e.g. "collapsed": its numbers are real, so they stay in the mean, marked
                 entry["failed"].append(f"seed {seed}: {status}")
+            if _costs_collapsed(path):
+                entry["cost_collapsed"].append(seed)
             test = metrics["test"]
             entry["values"].append(scale * float(test[grid["metric"]]))
             for column in columns:
@@ -109,6 +120,18 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
                 entry["minutes"].append(float(metrics["train_seconds"]) / 60.0)
         rows.append(entry)
     return rows
+
+
+def _costs_collapsed(run_dir: pathlib.Path) -> bool:
+    """:func:`identity_tf.cost_collapse.cost_collapse` on a committed run's ``solver_input_std`` history."""
+    history = run_dir / "history.csv"
+    if not history.exists():
+        return False
+    with open(history) as f:
+        stds = [r["solver_input_std"] for r in csv.DictReader(f) if r.get("solver_input_std") not in (None, "")]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    patience = ((config or {}).get("train") or {}).get("collapse_patience", 3)
+    return bool(stds) and cost_collapse(stds, patience) is not None
 
 
 def _cell(values: list[float], digits: int = 2) -> str:
@@ -129,6 +152,9 @@ def render(grid: dict, rows: list[dict]) -> str:
         runs = f"{len(row['values'])}"
         if row["failed"]:
             runs += f" (+ {'; '.join(row['failed'])})"
+        if row["cost_collapsed"]:
+            seeds = row["cost_collapsed"]
+            runs += f" (costs collapsed: seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
         minutes = f"{_mean_std(row['minutes'])[0]:.1f}" if row["minutes"] else "—"
         minutes += " (est.)" if row["estimated"] else ""
         cells = [
@@ -213,15 +239,30 @@ def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pat
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for figure in grid.get("figures") or []:
-        histories = {}
+        histories, best_epochs, noise_epochs = {}, {}, None
         for name in figure["rows"]:
             runs = _runs(results_dir / slug(name))
             if runs and (runs[0][1] / "history.csv").exists():
-                histories[name] = runs[0][1] / "history.csv"
+                run_dir = runs[0][1]
+                histories[name] = run_dir / "history.csv"
+                if (run_dir / "metrics.json").exists():
+                    best = json.loads((run_dir / "metrics.json").read_text()).get("best_epoch")
+                    if best is not None:
+                        best_epochs[name] = int(best)
+                if figure.get("shade_noise") and noise_epochs is None and (run_dir / "config.yaml").exists():
+                    noise_epochs = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("method") or {}).get(
+                        "noise_epochs"
+                    )
         if histories:
             path = out_dir / f"{prefix}{figure['file']}"
             plots.compare_curves(
-                histories, figure["column"], path, scale=figure.get("scale", 1.0), title=figure.get("title")
+                histories,
+                figure["column"],
+                path,
+                scale=figure.get("scale", 1.0),
+                title=figure.get("title"),
+                best_epochs=best_epochs,
+                noise_epochs=noise_epochs,
             )
             written.append(path)
     collected = {row["name"]: row for row in collect(grid, results_dir)}

@@ -27,7 +27,8 @@ from the rows that ran (with ``--only``, some of its curves may be missing). A r
 (:class:`identity_tf.train.TrainingDiverged`) leaves ``<run>/diverged.txt`` and is left out of its row's mean (a row
 whose every run diverged reads "diverged"); the grid goes on. A run that finished collapsed (``metrics.json``
 ``"status": "collapsed"``, see :mod:`identity_tf.run_health`) stays in the mean and its row says "(N of M
-collapsed)". Finished and diverged runs are not rerun (delete the
+collapsed)"; runs whose costs collapsed (``metrics.json["cost_collapse"]``) are listed under the table. Finished
+and diverged runs are not rerun (delete the
 run directory to retry).
 """
 
@@ -121,7 +122,7 @@ def run(
                 return None
         return run_dir_lib.read_json(metrics_path)
 
-    results, diverged, collapsed = [], [], []
+    results, diverged, collapsed, costs_collapsed = [], [], [], []
     for row in rows:
         values, extra, row_collapsed = [], {column: [] for column in columns}, 0
         for seed in seeds:
@@ -131,6 +132,9 @@ def run(
             elif metrics.get("status") == "collapsed":  # kept in the mean, marked in the table
                 collapsed.append(f"{row['name']} (seed {seed})")
                 row_collapsed += 1
+            if metrics is not None and metrics.get("cost_collapse"):  # status ok; its costs shrank (paper 3.6)
+                epoch = metrics["cost_collapse"]["epoch"]
+                costs_collapsed.append(f"{row['name']} (seed {seed}, from epoch {epoch})")
             test = metrics["test"] if metrics is not None else {}
             values.append(scale * test[grid["metric"]] if test else float("nan"))
             for column in columns:
@@ -166,6 +170,8 @@ def run(
         lines += ["", f"Diverged (non-finite values; the row's mean is NaN, see diverged.txt): {', '.join(diverged)}"]
     if collapsed:
         lines += ["", f"Collapsed (constant predictions or solver inputs, see metrics.json): {', '.join(collapsed)}"]
+    if costs_collapsed:
+        lines += ["", f"Costs collapsed (solver inputs shrank, see metrics.json): {', '.join(costs_collapsed)}"]
     table = "\n".join(lines)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(table + "\n")

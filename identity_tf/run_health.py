@@ -21,6 +21,13 @@ several — that lasts ``patience`` consecutive epochs and still holds at the la
 run recovered from is kept in :attr:`RunHealth.episodes` (``metrics.json["collapse_episodes"]``). The four numbers
 are columns of ``history.csv``.
 
+A *cost collapse* (paper section 3.6: the costs shrink towards zero while the solutions stay varied, as BB's do
+once a margin-inducing noise stops) is not numerically degenerate, so it leaves the status ``ok``, but it is never
+silent: :func:`identity_tf.cost_collapse.cost_collapse` flags a run whose ``solver_input_std`` stayed below 10 % of
+its running peak for its last ``patience`` epochs or more (:attr:`RunHealth.cost_collapse`, written to
+``metrics.json["cost_collapse"]``, printed by the CLI, and marked in the results tables of :mod:`identity_tf.report`,
+which apply the same function to a committed ``history.csv``).
+
 Example:
 
 >>> import numpy as np, keras
@@ -48,6 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from identity_tf import layers
+from identity_tf.cost_collapse import cost_collapse
 
 TOLERANCE = 1e-6
 PROBE = 32  # examples of the fixed batches the checks run on
@@ -124,15 +132,24 @@ class RunHealth(keras.callbacks.Callback):
         # the current collapse (at least `patience` epochs long): {"epoch", "last_epoch" (1-based), "check"}
         self.collapse: dict | None = None
         self.episodes: list[dict] = []  # earlier collapses the run recovered from
+        self.input_stds: list[float] = []  # solver_input_std of each epoch so far
+        self.cost_collapse: dict | None = None  # cost_collapse(self.input_stds, patience)
 
     # the state a resumed run continues from (saved by identity_tf.backup.Backup)
     def get_run_state(self) -> dict:
-        return {"streak": self.streak, "collapse": self.collapse, "episodes": self.episodes}
+        return {
+            "streak": self.streak,
+            "collapse": self.collapse,
+            "episodes": self.episodes,
+            "input_stds": self.input_stds,
+        }
 
     def set_run_state(self, state: dict) -> None:
         self.streak = [tuple(item) for item in state.get("streak", [])]
         self.collapse = state.get("collapse")
         self.episodes = list(state.get("episodes", []))
+        self.input_stds = [float(s) for s in state.get("input_stds", [])]
+        self.cost_collapse = cost_collapse(self.input_stds, self.patience)
 
     def _diverged(self, epoch: int, what: str) -> TrainingDiverged:
         return TrainingDiverged(f"Training diverged in epoch {epoch + 1} ({what}). {self.hint}".rstrip())
@@ -230,6 +247,8 @@ class RunHealth(keras.callbacks.Callback):
             logs["solver_input_std"] = stats["solver_input_std"]
             logs["solver_input_spread"] = stats["solver_input_spread"]
             logs["distinct_solutions"] = float(stats["distinct_solutions"])
+            self.input_stds.append(stats["solver_input_std"])
+            self.cost_collapse = cost_collapse(self.input_stds, self.patience)
         check = self._collapse_check(stats)
         if check is None:
             if self.collapse is not None:

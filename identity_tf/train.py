@@ -480,6 +480,8 @@ def _run(config: RunConfig, task: Task, run_dir: pathlib.Path, strategy: str, ve
         metrics["collapse"] = health.collapse
     if health.episodes:
         metrics["collapse_episodes"] = health.episodes
+    if health.cost_collapse:  # the costs shrank towards zero (paper 3.6); the status stays "ok"
+        metrics["cost_collapse"] = health.cost_collapse
     if chief:
         run_dir_lib.atomic_write(
             run_dir / "model.keras", lambda tmp: model.save(str(tmp)), needed_bytes=weights_bytes(model)

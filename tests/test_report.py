@@ -90,6 +90,37 @@ def test_draw_figures_writes_curves_and_sweeps(tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
 
 
+def test_draw_figures_marks_tested_epochs_and_shades_the_first_runs_noise_epochs(tmp_path, monkeypatch):
+    from identity_tf import plots
+
+    results = tmp_path / "results"
+    run_a = write_run(results, "A x=0.2", 0, acc=0.9, edges=0.9, seconds=1)
+    write_run(results, "B", 0, acc=0.5, edges=0.5, seconds=1)
+    (run_a / "config.yaml").write_text("task: x\nmethod: {noise_epochs: 12}\n")
+    metrics = json.loads((run_a / "metrics.json").read_text())
+    (run_a / "metrics.json").write_text(json.dumps({**metrics, "best_epoch": 7}))
+    calls = []
+    monkeypatch.setattr(plots, "compare_curves", lambda histories, column, path, **kwargs: calls.append(kwargs))
+    shaded = {"file": "a.png", "column": "loss", "rows": ["A x=0.2", "B"], "shade_noise": True}
+    report.draw_figures({**GRID, "figures": [shaded, {**shaded, "shade_noise": False}]}, results, tmp_path)
+    assert [c["best_epochs"] for c in calls] == [{"A x=0.2": 7}, {"A x=0.2": 7}]  # B's metrics have no best_epoch
+    assert [c["noise_epochs"] for c in calls] == [12, None]
+
+
+def test_runs_whose_history_shows_a_cost_collapse_are_marked(tmp_path):
+    shrunk = write_run(tmp_path, "A x=0.2", 0, acc=0.9, edges=0.9, seconds=60)
+    recovered = write_run(tmp_path, "A x=0.2", 1, acc=0.9, edges=0.9, seconds=60)
+    patient = write_run(tmp_path, "A x=0.2", 2, acc=0.9, edges=0.9, seconds=60)
+    # seed 0: 0.08, 0.05, 0.04 < 10 % of the peak 1.0 for the last 3 epochs (the default patience); seed 1 recovers
+    (shrunk / "history.csv").write_text("epoch,solver_input_std\n0,1.0\n1,0.5\n2,0.08\n3,0.05\n4,0.04\n")
+    (recovered / "history.csv").write_text("epoch,solver_input_std\n0,1.0\n1,0.08\n2,0.05\n3,0.04\n4,0.2\n")
+    (patient / "history.csv").write_text("epoch,solver_input_std\n0,1.0\n1,0.5\n2,0.08\n3,0.05\n4,0.04\n")
+    (patient / "config.yaml").write_text("train: {collapse_patience: 4}\n")  # 3 shrunk epochs < 4
+    (row,) = report.collect(GRID, tmp_path)
+    assert row["cost_collapsed"] == [0]
+    assert report.render(GRID, [row]).splitlines()[2].split(" | ")[3] == "3 (costs collapsed: seed 0)"
+
+
 def test_export_copies_only_small_files_of_finished_runs(tmp_path):
     runs, results = tmp_path / "runs", tmp_path / "results"
     write_run(runs, "A x=0.2", 0, acc=0.9, edges=0.9, seconds=1)

@@ -165,3 +165,63 @@ def test_reproduce_marks_collapsed_runs(tmp_path, monkeypatch):
     table = reproduce.run("globe_tsp", tmp_path / "configs", tmp_path / "out")
     assert "| Id | 50.00 ± 0.00 (1 of 2 collapsed) |" in table
     assert "Collapsed (constant predictions or solver inputs, see metrics.json): Id (seed 1)" in table
+
+
+def test_cost_collapse_by_hand():
+    from identity_tf.cost_collapse import cost_collapse
+
+    # running peak 2.0 at epoch 3 (1-based); 0.15 < 0.1 * 2.0 = 0.2 shrunk, 0.25 not; the final run is epochs 5-7
+    stds = [1.0, 1.5, 2.0, 0.25, 0.15, 0.1, 0.19]
+    assert cost_collapse(stds, patience=3) == {"epoch": 5, "peak_epoch": 3, "peak": 2.0, "final": 0.19, "ratio": 0.1}
+    assert cost_collapse(stds, patience=4) is None  # only 3 shrunk epochs at the end
+    assert cost_collapse(stds, patience=0) is None  # never
+    assert cost_collapse(stds + [0.21], patience=1) is None  # recovered above 10 % of the peak
+    # the peak is a running one: a small start that grows is no collapse
+    assert cost_collapse([0.001, 0.01, 0.1, 1.0], patience=1) is None
+    assert cost_collapse([1.0, 0.6, 0.35], patience=1, ratio=0.5)["epoch"] == 3
+
+
+def test_shrinking_costs_are_a_cost_collapse_not_a_collapse():
+    x, y = batch(size=6)
+    model, dense = linear_topk(kernel=np.eye(4), bias=np.zeros(4))
+    health = health_of(model, (x, y), patience=2)
+    stds = []
+    for epoch, factor in enumerate([1.0, 0.5, 0.05, 0.01]):  # the same top-2 every epoch, costs shrinking
+        dense.set_weights([factor * np.eye(4, dtype=np.float32), np.zeros(4, np.float32)])
+        health.on_epoch_end(epoch, logs := {"loss": 1.0})
+        stds.append(logs["solver_input_std"])
+    expected_std = float(np.asarray(x, np.float64).std(axis=1).mean())  # costs = x at factor 1
+    np.testing.assert_allclose(stds, [expected_std * f for f in [1.0, 0.5, 0.05, 0.01]], rtol=1e-5)
+    assert health.collapse is None and logs["distinct_solutions"] > 1  # solutions stay varied: status ok
+    assert health.cost_collapse["epoch"] == 3 and health.cost_collapse["peak_epoch"] == 1
+    resumed = health_of(model, (x, y), patience=2)
+    resumed.set_run_state(json.loads(json.dumps(health.get_run_state())))  # as the backup stores it
+    assert resumed.cost_collapse == health.cost_collapse
+
+
+def test_cost_collapse_is_written_and_warned_about(tmp_path, monkeypatch, capsys):
+    shrink = {"epoch": 15, "peak_epoch": 11, "peak": 0.0611, "final": 0.00322, "ratio": 0.1}
+    assert cli._cost_collapse_line({"status": "ok"}) is None
+    assert cli._cost_collapse_line({"status": "ok", "cost_collapse": shrink}) == (
+        "identity-tf: WARNING: the costs collapsed: the solver inputs' std fell from 0.0611 (epoch 11) to 0.00322, "
+        "below 10 % of its peak from epoch 15 to the end (paper section 3.6; metrics.json: cost_collapse). A margin "
+        "(method.alpha > 0) or a projection (method.projection: std) counters it."
+    )
+
+    def fake_train(config, run_dir, **kwargs):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        metrics = {"status": "ok", "test": {"tour_accuracy": 0.5}}
+        if config.train.seed == 1:
+            metrics["cost_collapse"] = shrink
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        (run_dir / "history.csv").write_text("epoch,val_tour_accuracy\n0,0.5\n")
+
+    monkeypatch.setattr(reproduce.train, "train", fake_train)
+    configs = tmp_path / "configs" / "globe_tsp"
+    configs.mkdir(parents=True)
+    (configs / "tiny.yaml").write_text("task: globe_tsp\n")
+    grid = {"table": "t", "metric": "tour_accuracy", "seeds": [0, 1], "rows": [{"name": "BB", "config": "tiny.yaml"}]}
+    (configs / "reproduce.yaml").write_text(yaml.safe_dump(grid))
+    table = reproduce.run("globe_tsp", tmp_path / "configs", tmp_path / "out")
+    assert "Costs collapsed (solver inputs shrank, see metrics.json): BB (seed 1, from epoch 15)" in table
+    assert "collapsed)" not in table.splitlines()[4]  # the row itself: status ok, no "(1 of 2 collapsed)"

@@ -38,3 +38,17 @@ def test_compare_curves_wraps_columns(tmp_path):
     out = plots.compare_curves({"run": history}, ["a", "b", "c", "d"], tmp_path / "cmp.png", title="t")
     height, width, _ = matplotlib.image.imread(out).shape
     assert width == round(3 * 6.5 * 110) and height == round(2 * 4.0 * 110)
+
+
+def test_compare_curves_shades_the_noise_epochs_and_marks_each_tested_epoch(tmp_path):
+    a = _history(tmp_path / "a.csv", ["loss"], epochs=5)  # loss of epoch e (0-based): 1 / (e + 1)
+    b = _history(tmp_path / "b.csv", ["loss"], epochs=5)
+    fig = plots.compare_curves_figure({"A": a, "B": b}, "loss", best_epochs={"A": 3}, noise_epochs=2)
+    (ax,) = [ax for ax in fig.axes if ax.axison]
+    (band,) = ax.patches
+    x0, x1 = band.get_x(), band.get_x() + band.get_width()
+    assert (x0, x1) == (0.5, 2.5) and band.get_label() == "margin noise on"  # noisy epochs 1 and 2 of the axis
+    markers = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
+    (marker,) = markers  # B has no tested epoch given: no marker
+    assert list(marker.get_xdata()) == [4] and list(marker.get_ydata()) == [0.25]  # 0-based epoch 3 -> axis 4
+    assert marker.get_color() == ax.get_lines()[0].get_color()  # A's colour
