@@ -36,6 +36,7 @@ LAYER_OF = {
     "run_dir": TRAINING,
     "backup": TRAINING,
     "run_health": TRAINING,
+    "cost_collapse": TRAINING,  # pure python, shared by run_health (live runs) and report (committed histories)
     "reproduce": TRAINING,
     "report": TRAINING,
     "demo": TRAINING,
