@@ -98,6 +98,7 @@ def compare_curves_figure(
     title: str | None = None,
     best_epochs: dict | None = None,
     noise_epochs: int | None = None,
+    log_y: bool = False,
 ) -> Figure:
     """The figure of :func:`compare_curves`: one curve per run, one panel per column.
 
@@ -109,6 +110,7 @@ def compare_curves_figure(
         best_epochs: ``{run name: 0-based epoch}`` of each run's tested (best-validation) checkpoint: a marker on
             its curve, as in the paper's Fig. 4c.
         noise_epochs: The margin noise was on for the first ``noise_epochs`` epochs: a shaded band over them.
+        log_y: A logarithmic value axis (e.g. cost norms that differ by orders of magnitude).
     """
     columns = [column] if isinstance(column, str) else list(column)
     fig, axes = _grid(len(columns), 6.5, 4.0)
@@ -129,6 +131,8 @@ def compare_curves_figure(
                 ax.plot([best + 1], [values[epochs.index(best + 1)]], "o", color=line.get_color(), ms=6)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
+        if log_y:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -146,10 +150,11 @@ def compare_curves(
     title: str | None = None,
     best_epochs: dict | None = None,
     noise_epochs: int | None = None,
+    log_y: bool = False,
 ) -> pathlib.Path:
     """PNG of :func:`compare_curves_figure`: one curve per run of each ``column`` of the runs' histories."""
     fig = compare_curves_figure(
-        histories, column, scale=scale, title=title, best_epochs=best_epochs, noise_epochs=noise_epochs
+        histories, column, scale=scale, title=title, best_epochs=best_epochs, noise_epochs=noise_epochs, log_y=log_y
     )
     fig.savefig(out_png, dpi=110, format="png")
     return pathlib.Path(out_png)

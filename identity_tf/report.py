@@ -26,8 +26,9 @@ logged before that column existed have no mark. The grid's ``scale`` multiplies 
 ``metric`` and, unless ``column_scale`` is given, its extra ``columns``.
 
 ``--report`` also draws the grid's ``figures`` (curves from the committed ``history.csv`` files, a marker at each
-run's tested epoch, and with ``shade_noise: true`` the margin-noise epochs of the first run's config shaded) and
-``sweeps`` (a metric against a swept value, one line per method, e.g. the paper's Fig. 4a) into ``docs/figures/``.
+run's tested epoch, with ``shade_noise: true`` the margin-noise epochs of the first run's config shaded, with
+``log_y: true`` a logarithmic value axis) and ``sweeps`` (a metric against a swept value, one line per method, e.g.
+the paper's Fig. 4a) into ``docs/figures/``.
 """
 
 from __future__ import annotations
@@ -263,6 +264,7 @@ def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pat
                 title=figure.get("title"),
                 best_epochs=best_epochs,
                 noise_epochs=noise_epochs,
+                log_y=bool(figure.get("log_y")),
             )
             written.append(path)
     collected = {row["name"]: row for row in collect(grid, results_dir)}

@@ -102,9 +102,12 @@ def test_draw_figures_marks_tested_epochs_and_shades_the_first_runs_noise_epochs
     calls = []
     monkeypatch.setattr(plots, "compare_curves", lambda histories, column, path, **kwargs: calls.append(kwargs))
     shaded = {"file": "a.png", "column": "loss", "rows": ["A x=0.2", "B"], "shade_noise": True}
-    report.draw_figures({**GRID, "figures": [shaded, {**shaded, "shade_noise": False}]}, results, tmp_path)
+    report.draw_figures(
+        {**GRID, "figures": [shaded, {**shaded, "shade_noise": False, "log_y": True}]}, results, tmp_path
+    )
     assert [c["best_epochs"] for c in calls] == [{"A x=0.2": 7}, {"A x=0.2": 7}]  # B's metrics have no best_epoch
     assert [c["noise_epochs"] for c in calls] == [12, None]
+    assert [c["log_y"] for c in calls] == [False, True]
 
 
 def test_runs_whose_history_shows_a_cost_collapse_are_marked(tmp_path):

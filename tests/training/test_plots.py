@@ -52,3 +52,6 @@ def test_compare_curves_shades_the_noise_epochs_and_marks_each_tested_epoch(tmp_
     (marker,) = markers  # B has no tested epoch given: no marker
     assert list(marker.get_xdata()) == [4] and list(marker.get_ydata()) == [0.25]  # 0-based epoch 3 -> axis 4
     assert marker.get_color() == ax.get_lines()[0].get_color()  # A's colour
+    assert ax.get_yscale() == "linear"
+    (log_ax,) = [ax for ax in plots.compare_curves_figure({"A": a}, "loss", log_y=True).axes if ax.axison]
+    assert log_ax.get_yscale() == "log"
