@@ -125,8 +125,8 @@ def _cost_collapse_line(metrics: dict) -> str | None:
         f"identity-tf: WARNING: the costs collapsed: the solver inputs' std fell from {shrink['peak']:.3g} (epoch "
         f"{shrink['peak_epoch']}) to {shrink['final']:.3g}, below "
         f"{100 * shrink['ratio']:.0f} % of its peak from epoch {shrink['epoch']} to the end (paper section 3.6; "
-        "metrics.json: cost_collapse). A margin (method.alpha > 0) or a projection (method.projection: std) "
-        "counters it."
+        "metrics.json: cost_collapse). A margin kept on (method.alpha > 0 with method.noise_epochs covering the "
+        "run) or the projection P_std (method.projection: std) counters it."
     )
 
 

@@ -93,7 +93,7 @@ def collect(grid: dict, results_dir: str | pathlib.Path) -> list[dict]:
             "minutes": [],
             "estimated": False,  # a resumed run's minutes are seconds_per_epoch x epochs
             "failed": [],
-            "cost_collapsed": [],  # seeds whose history.csv shows a cost collapse (run_health.cost_collapse)
+            "cost_collapsed": [],  # seeds whose history.csv shows a cost collapse
         }
         for seed, path in runs:
             if (path / "diverged.txt").exists():

@@ -205,7 +205,8 @@ def test_cost_collapse_is_written_and_warned_about(tmp_path, monkeypatch, capsys
     assert cli._cost_collapse_line({"status": "ok", "cost_collapse": shrink}) == (
         "identity-tf: WARNING: the costs collapsed: the solver inputs' std fell from 0.0611 (epoch 11) to 0.00322, "
         "below 10 % of its peak from epoch 15 to the end (paper section 3.6; metrics.json: cost_collapse). A margin "
-        "(method.alpha > 0) or a projection (method.projection: std) counters it."
+        "kept on (method.alpha > 0 with method.noise_epochs covering the run) or the projection P_std "
+        "(method.projection: std) counters it."
     )
 
     def fake_train(config, run_dir, **kwargs):
