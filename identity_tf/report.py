@@ -231,8 +231,9 @@ def write_readme_block(readme_path, task: str, text: str) -> None:
 def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pathlib.Path]:
     """Draws the grid's ``figures`` (curves of the first seed found) and ``sweeps`` from ``results_dir``.
 
-    A sweep is ``{file, title, x_label, metric (default: the grid's), series: {label: {x value: row name}}}``;
-    each point is the mean over the row's good runs, with the std as an error bar. Returns the files written.
+    A sweep is ``{file, title, x_label, metric (default: the grid's; else one of its ``columns``), series: {label:
+    {x value: row name}}}``; each point is the mean over the row's good runs, with the std as an error bar. Returns
+    the files written.
     """
     from identity_tf import plots
 
@@ -269,13 +270,20 @@ def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pat
             written.append(path)
     collected = {row["name"]: row for row in collect(grid, results_dir)}
     for sweep in grid.get("sweeps") or []:
+        metric = sweep.get("metric", grid["metric"])
+        if metric != grid["metric"] and metric not in (grid.get("columns") or []):
+            raise ValueError(
+                f"sweep {sweep['file']!r}: metric must be the grid's metric {grid['metric']!r} or one of its columns "
+                f"{list(grid.get('columns') or [])}, got {metric!r}"
+            )
         series = {}
         for label, points in sweep["series"].items():
             xs, means, stds = [], [], []
             for x, name in sorted(points.items(), key=lambda item: float(item[0])):
                 row = collected.get(name)
-                if row and row["values"]:
-                    mean, std = _mean_std(row["values"])
+                values = (row["values"] if metric == grid["metric"] else row["columns"][metric]) if row else []
+                if values:
+                    mean, std = _mean_std(values)
                     xs.append(float(x))
                     means.append(mean)
                     stds.append(std)
@@ -283,7 +291,7 @@ def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pat
                 series[label] = (xs, means, stds)
         if series:
             path = out_dir / f"{prefix}{sweep['file']}"
-            _sweep_plot(series, sweep.get("x_label", "x"), grid["metric"], sweep.get("title"), path)
+            _sweep_plot(series, sweep.get("x_label", "x"), metric, sweep.get("title"), path)
             written.append(path)
     return written
 

@@ -164,3 +164,25 @@ def test_readme_tables_equal_the_generated_ones(task):
     assert block == expected, (
         f"README's {task} table is stale: run `identity-tf reproduce {task} --report --write-readme`"
     )
+
+
+def test_sweep_plots_the_chosen_column_and_rejects_an_unknown_metric(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    write_run(results, "A x=0.2", 0, acc=0.9, edges=0.7, seconds=1)
+    write_run(results, "A x=0.2", 1, acc=0.8, edges=0.5, seconds=1)
+    write_run(results, "B", 0, acc=0.5, edges=0.25, seconds=1)
+    calls = []
+    monkeypatch.setattr(
+        report, "_sweep_plot", lambda series, x_label, y_label, title, path: calls.append((series, y_label))
+    )
+    sweep = {"file": "s.png", "series": {"m": {0.2: "A x=0.2", 0: "B"}}}
+    report.draw_figures({**GRID, "sweeps": [sweep, {**sweep, "metric": "edges"}]}, results, tmp_path)
+    # edges x 100 (the grid's column scale): B at x=0 -> 25; A at x=0.2 -> mean 60, population std 10
+    assert calls[1][1] == "edges"
+    xs, means, stds = calls[1][0]["m"]
+    assert xs == [0.0, 0.2] and means == pytest.approx([25.0, 60.0]) and stds == pytest.approx([0.0, 10.0])
+    assert calls[0][1] == "acc" and calls[0][0]["m"][1] == pytest.approx([50.0, 85.0])
+    with pytest.raises(
+        ValueError, match=r"metric must be the grid's metric 'acc' or one of its columns \['edges'\], got 'nope'"
+    ):
+        report.draw_figures({**GRID, "sweeps": [{**sweep, "metric": "nope"}]}, results, tmp_path)
