@@ -237,6 +237,14 @@ def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pat
     """
     from identity_tf import plots
 
+    columns = list(grid.get("columns") or [])
+    for sweep in grid.get("sweeps") or []:  # checked before any file is written
+        metric = sweep.get("metric", grid["metric"])
+        if metric != grid["metric"] and metric not in columns:
+            raise ValueError(
+                f"sweep {sweep['file']!r}: metric must be the grid's metric {grid['metric']!r} or one of its columns "
+                f"{columns}, got {metric!r}"
+            )
     results_dir, out_dir = pathlib.Path(results_dir), pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -271,11 +279,6 @@ def draw_figures(grid: dict, results_dir, out_dir, prefix: str = "") -> list[pat
     collected = {row["name"]: row for row in collect(grid, results_dir)}
     for sweep in grid.get("sweeps") or []:
         metric = sweep.get("metric", grid["metric"])
-        if metric != grid["metric"] and metric not in (grid.get("columns") or []):
-            raise ValueError(
-                f"sweep {sweep['file']!r}: metric must be the grid's metric {grid['metric']!r} or one of its columns "
-                f"{list(grid.get('columns') or [])}, got {metric!r}"
-            )
         series = {}
         for label, points in sweep["series"].items():
             xs, means, stds = [], [], []
